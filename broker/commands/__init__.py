@@ -1,0 +1,1 @@
+"""CLI verbs. Each module exposes ``register(subparsers)`` and sets ``handler`` on its parser."""
