@@ -1,0 +1,1 @@
+"""Adapters: the only package that imports ``twisted.internet`` (DESIGN.md section 2, ring 2)."""
