@@ -1,0 +1,112 @@
+"""Durable accounting spool: sqlite in WAL mode in the state directory.
+
+Records are written BEFORE they are sent and removed only when the server acknowledged them
+(issue 4 item 4). Two durability modes (config ``spool_sync``):
+
+- ``full``: ``synchronous=FULL``, every commit is fsynced before ``append`` returns; survives
+  SIGKILL and power loss.
+- ``interval``: ``synchronous=NORMAL``; a commit is in the WAL (survives SIGKILL of the
+  process, which keeps the OS page cache) and :meth:`Spool.flush` -- called by the service on
+  an interval -- checkpoints and fsyncs, bounding what a power loss can take.
+
+``append`` is idempotent per ``record_id``: submitting the same record again (a restarted
+producer that is not sure what it already handed over) returns the existing sequence number.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from broker.radius.accounting import AcctRecord
+
+SyncMode = Literal["full", "interval"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    record_id TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    payload BLOB NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledRecord:
+    seq: int
+    record: AcctRecord
+
+
+class Spool:
+    """sqlite-backed FIFO of unacknowledged accounting records."""
+
+    def __init__(self, path: str | Path, *, sync: SyncMode = "full") -> None:
+        if sync not in ("full", "interval"):
+            raise ValueError(f"spool_sync must be 'full' or 'interval', not {sync!r}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.sync = sync
+        self._db = sqlite3.connect(str(self.path), isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+        self._db.execute(_SCHEMA)
+
+    def close(self) -> None:
+        self.flush()
+        self._db.close()
+
+    def append(self, record: AcctRecord) -> int:
+        return self.append_many([record])[0]
+
+    def append_many(self, records: Sequence[AcctRecord]) -> list[int]:
+        """Store records in one transaction; returns their sequence numbers in order."""
+        seqs: list[int] = []
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for r in records:
+                cur.execute(
+                    "INSERT OR IGNORE INTO records (record_id, created, payload) VALUES (?, ?, ?)",
+                    (r.record_id, r.created, r.to_bytes()),
+                )
+                row = cur.execute(
+                    "SELECT seq FROM records WHERE record_id = ?", (r.record_id,)
+                ).fetchone()
+                seqs.append(int(row[0]))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return seqs
+
+    def pending(self, limit: int | None = None, *, after: int = 0) -> list[SpooledRecord]:
+        """Unacknowledged records, oldest first."""
+        rows = self._db.execute(
+            "SELECT seq, payload FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, -1 if limit is None else limit),
+        ).fetchall()
+        return [SpooledRecord(int(s), AcctRecord.from_bytes(bytes(p))) for s, p in rows]
+
+    def ack(self, seq: int) -> None:
+        self.ack_many([seq])
+
+    def ack_many(self, seqs: Sequence[int]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.executemany("DELETE FROM records WHERE seq = ?", [(s,) for s in seqs])
+        self._db.execute("COMMIT")
+
+    def depth(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def oldest_age(self, now: float) -> float | None:
+        """Seconds since the oldest pending record was created, or None when empty."""
+        row = self._db.execute("SELECT MIN(created) FROM records").fetchone()
+        return None if row[0] is None else max(0.0, now - float(row[0]))
+
+    def flush(self) -> None:
+        """Checkpoint the WAL into the database (fsyncs both); the interval mode's sync point."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
