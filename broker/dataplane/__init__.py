@@ -1,0 +1,1 @@
+"""Data planes: move subscriber PPP frames between PPPoE sessions and L2TP sessions."""
