@@ -1,0 +1,209 @@
+"""L2tpUdpAdapter with a fake engine: T-bit demux, flush order, timer, error containment."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from twisted.internet.selectreactor import SelectReactor
+from twisted.internet.task import Clock
+
+from broker.adapters.l2tp_udp import L2tpUdpAdapter, Peer
+
+PEER: Peer = ("192.0.2.9", 1701)
+CONTROL = bytes([0xC8, 0x02]) + bytes(10)  # T=1 L=1 S=1, version 2
+DATA = bytes([0x40, 0x02, 0x00, 0x0A]) + bytes(6) + b"\xff\x03\xc0\x21"  # T=0 L=1
+
+
+class FakeEngine:
+    """Echoes every control datagram back and emits one event per input."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[bytes, Peer, float]] = []
+        self.out: list[tuple[bytes, Peer]] = []
+        self.events: list[object] = []
+        self.deadline: float | None = None
+        self.timer_calls: list[float] = []
+        self.fail: str | None = None
+
+    def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
+        if self.fail == "receive":
+            raise ValueError("engine bug")
+        self.received.append((data, peer, now))
+        self.out.append((b"ack:" + data[:2], peer))
+        self.events.append(("got", len(data)))
+        self.deadline = now + 1.0
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Peer]]:
+        if self.fail == "send":
+            raise RuntimeError("engine bug")
+        out, self.out = self.out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        return self.deadline
+
+    def handle_timer(self, now: float) -> None:
+        self.timer_calls.append(now)
+        self.deadline = None
+        self.out.append((b"retransmit", PEER))
+        self.events.append(("timer", now))
+
+    def next_event(self) -> object | None:
+        if self.fail == "event":
+            raise KeyError("engine bug")
+        return self.events.pop(0) if self.events else None
+
+    def open_tunnel(self, peer: Peer, config: str, now: float) -> int:
+        self.out.append((b"sccrq", peer))
+        self.deadline = now + 1.0
+        return 42
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written: list[tuple[bytes, Peer]] = []
+        self.error: OSError | None = None
+
+    def write(self, data: bytes, addr: Peer) -> None:
+        if self.error is not None:
+            raise self.error
+        self.written.append((data, addr))
+
+
+def make(
+    **kwargs: Any,
+) -> tuple[L2tpUdpAdapter[object], FakeEngine, FakeTransport, Clock, list[object]]:
+    clock = Clock()
+    clock.advance(1000)
+    engine = FakeEngine()
+    events: list[object] = []
+    adapter: L2tpUdpAdapter[object] = L2tpUdpAdapter(
+        engine, clock, "192.0.2.1", on_event=events.append, **kwargs
+    )
+    transport = FakeTransport()
+    adapter.makeConnection(transport)  # type: ignore[arg-type]
+    return adapter, engine, transport, clock, events
+
+
+def test_control_goes_to_engine_with_reactor_time_and_output_is_flushed() -> None:
+    adapter, engine, transport, _, events = make()
+    adapter.datagramReceived(CONTROL, ("192.0.2.9", 1701))
+    assert engine.received == [(CONTROL, PEER, 1000.0)]
+    assert transport.written == [(b"ack:\xc8\x02", PEER)]
+    assert events == [("got", len(CONTROL))]
+    assert adapter.timer.deadline == 1001.0
+    assert adapter.counters["rx_control"] == 1 and adapter.counters["tx_control"] == 1
+
+
+def test_data_messages_go_to_on_data_only() -> None:
+    got: list[tuple[bytes, Peer]] = []
+    adapter, engine, transport, _, _ = make(on_data=lambda d, p: got.append((d, p)))
+    adapter.datagramReceived(DATA, PEER)
+    assert got == [(DATA, PEER)]
+    assert engine.received == [] and transport.written == []
+    assert adapter.counters["rx_data"] == 1
+
+
+def test_data_without_handler_is_counted_and_dropped() -> None:
+    adapter, engine, _, _, _ = make()
+    adapter.datagramReceived(DATA, PEER)
+    assert engine.received == []
+    assert adapter.counters["rx_data_dropped"] == 1
+
+
+def test_empty_datagram_is_counted() -> None:
+    adapter, engine, _, _, _ = make()
+    adapter.datagramReceived(b"", PEER)
+    assert engine.received == [] and adapter.counters["rx_empty"] == 1
+
+
+def test_timer_expiry_flushes_output_and_events() -> None:
+    adapter, engine, transport, clock, events = make()
+    adapter.datagramReceived(CONTROL, PEER)
+    transport.written.clear()
+    clock.advance(1.0)
+    assert engine.timer_calls == [1001.0]
+    assert transport.written == [(b"retransmit", PEER)]
+    assert events[-1] == ("timer", 1001.0)
+    assert adapter.timer.deadline is None
+    assert clock.getDelayedCalls() == []
+
+
+def test_call_supplies_now_and_flushes() -> None:
+    adapter, engine, transport, clock, _ = make()
+    tid = adapter.call(engine.open_tunnel, PEER, "cfg")
+    assert tid == 42
+    assert transport.written == [(b"sccrq", PEER)]
+    assert adapter.timer.deadline == clock.seconds() + 1.0
+
+
+def test_engine_exceptions_never_escape() -> None:
+    adapter, engine, _, clock, _ = make()
+    for fail in ("receive", "send", "event"):
+        engine.fail = fail
+        adapter.datagramReceived(CONTROL, PEER)
+        adapter.datagramReceived(CONTROL, PEER)
+    assert adapter.counters["engine_errors"] == 6
+    engine.fail = None
+    clock.advance(5)
+
+
+def test_callback_exceptions_never_escape() -> None:
+    adapter, engine, _, _, _ = make()
+
+    def bad(*_: object) -> None:
+        raise RuntimeError("handler bug")
+
+    adapter.on_event = bad
+    adapter.on_data = bad
+    adapter.datagramReceived(CONTROL, PEER)
+    adapter.datagramReceived(DATA, PEER)
+    assert adapter.counters["callback_errors"] == 2
+    assert engine.received
+
+
+def test_write_errors_are_counted() -> None:
+    adapter, _, transport, _, _ = make()
+    transport.error = OSError(101, "Network is unreachable")
+    adapter.datagramReceived(CONTROL, PEER)
+    adapter.send_data(b"x", PEER)
+    assert adapter.counters["tx_errors"] == 2
+    assert adapter.counters["tx_control"] == 0 and adapter.counters["tx_data"] == 0
+
+
+def test_send_data_writes_payload() -> None:
+    adapter, _, transport, _, _ = make()
+    adapter.send_data(DATA, PEER)
+    assert transport.written == [(DATA, PEER)]
+    assert adapter.counters["tx_data"] == 1
+
+
+def test_real_socket_roundtrip_and_receive_buffer() -> None:
+    """A real UDP socket on loopback, on a private (not installed) reactor instance."""
+    reactor = SelectReactor()
+    engine = FakeEngine()
+    adapter: L2tpUdpAdapter[object] = L2tpUdpAdapter(engine, reactor, "127.0.0.1", port=0)
+    adapter.start()
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(5)
+    try:
+        client.bind(("127.0.0.1", 0))
+        size = adapter.receive_buffer_size()
+        assert size is not None and size >= 200_000  # default rmem is ~200 KiB; we ask 4 MiB
+        for _ in range(3):
+            client.sendto(CONTROL, ("127.0.0.1", adapter.port))
+        for _ in range(200):
+            reactor.iterate(0.01)
+            if len(engine.received) == 3:
+                break
+        assert len(engine.received) == 3
+        assert engine.received[0][1] == client.getsockname()
+        for _ in range(3):
+            data, addr = client.recvfrom(2048)
+            assert data == b"ack:\xc8\x02" and addr == ("127.0.0.1", adapter.port)
+    finally:
+        client.close()
+        adapter.stop()
+        for _ in range(5):
+            reactor.iterate(0)
