@@ -1,0 +1,336 @@
+"""L2TP control message codec (RFC 2661 sections 3.1, 4.1, 4.3, 4.4).
+
+:func:`decode_control` checks the header (T=1, L=1, S=1, O=0, Ver=2, Length within the
+datagram; octets beyond Length are ignored), walks the AVPs with one loop over the
+registry table :data:`broker.l2tp.avps.AVP_SPECS`, reveals hidden AVPs with the shared
+secret and the preceding Random Vector, skips unrecognized AVPs with M=0 (IETF or vendor)
+and rejects unrecognized AVPs with M=1 (:class:`UnknownMandatoryAvp`). Every malformed
+input raises a :class:`~broker.wire.RemoteProtocolError` subclass and nothing else.
+
+:func:`encode_control` is its inverse; hidden AVPs get a Random Vector AVP inserted before
+the first of them unless the message already carries one, and are padded to at least one
+MD5 block.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from broker.l2tp.avps import (
+    AVP_SPECS,
+    Avp,
+    AvpSpec,
+    HiddenAvpError,
+    L2tpError,
+    MalformedAvp,
+    MalformedHeader,
+    UnknownMandatoryAvp,
+    UnknownMessageType,
+    accm_avp,
+    bytes_avp,
+    call_errors_avp,
+    challenge_response,
+    empty_avp,
+    parse_accm,
+    parse_call_errors,
+    parse_ppp_disconnect_cause,
+    parse_proxy_authen_id,
+    parse_q931_cause,
+    parse_result_code,
+    parse_str,
+    parse_uint16,
+    parse_uint32,
+    parse_uint64,
+    ppp_disconnect_cause_avp,
+    protocol_version_avp,
+    proxy_authen_id_avp,
+    q931_cause_avp,
+    result_code_avp,
+    spec_for,
+    str_avp,
+    uint16_avp,
+    uint32_avp,
+    uint64_avp,
+)
+from broker.l2tp.constants import (
+    AVP_HEADER_LEN,
+    AVP_MAX_LEN,
+    CONTROL_HEADER_LEN,
+    L2TP_VERSION,
+    AvpFlag,
+    AvpType,
+    ErrorCode,
+    HeaderFlag,
+    MessageType,
+)
+from broker.l2tp.hidden import hide, padding_needed, unhide
+from broker.wire import Buffer, BufferReadError, LocalProtocolError, RemoteProtocolError
+
+_CONTROL_FLAGS = HeaderFlag.TYPE | HeaderFlag.LENGTH | HeaderFlag.SEQUENCE | L2TP_VERSION
+RANDOM_VECTOR_LEN = 16  #: octets of Random Vector we generate
+
+
+@dataclass(frozen=True, slots=True)
+class ControlMessage:
+    """A decoded control message. ``avps`` excludes the leading Message Type AVP; their
+    values are plain (already revealed). Random Vector AVPs stay in place as received."""
+
+    tunnel_id: int
+    session_id: int
+    ns: int
+    nr: int
+    message_type: MessageType | None  # None for a ZLB acknowledgement
+    avps: tuple[Avp, ...] = ()
+
+    def get(self, t: int) -> Avp | None:
+        """The first IETF AVP of type ``t``, or ``None``."""
+        for avp in self.avps:
+            if avp.type == t and avp.vendor_id == 0:
+                return avp
+        return None
+
+    def get_all(self, t: int) -> list[Avp]:
+        return [a for a in self.avps if a.type == t and a.vendor_id == 0]
+
+    @property
+    def is_zlb(self) -> bool:
+        return self.message_type is None
+
+
+def peek_header(data: bytes) -> tuple[bool, int, int]:
+    """(is_control, tunnel_id, session_id) from any L2TP datagram, without full decoding."""
+    if len(data) < 6:
+        raise MalformedHeader(f"L2TP datagram of {len(data)} octets, need >= 6")
+    flags = (data[0] << 8) | data[1]
+    if flags & HeaderFlag.VERSION_MASK != L2TP_VERSION:
+        raise MalformedHeader(f"L2TP version {flags & HeaderFlag.VERSION_MASK}, expected 2")
+    pos = 4 if flags & HeaderFlag.LENGTH else 2
+    if len(data) < pos + 4:
+        raise MalformedHeader(f"L2TP datagram of {len(data)} octets, need >= {pos + 4}")
+    tunnel_id = (data[pos] << 8) | data[pos + 1]
+    session_id = (data[pos + 2] << 8) | data[pos + 3]
+    return bool(flags & HeaderFlag.TYPE), tunnel_id, session_id
+
+
+def decode_control(data: bytes, secret: bytes | None = None) -> ControlMessage:
+    """Decode one control message; raise a RemoteProtocolError subclass if malformed."""
+    if len(data) < CONTROL_HEADER_LEN:
+        raise MalformedHeader(f"control message of {len(data)} octets, need >= 12")
+    buf = Buffer(data)
+    flags = buf.pull_uint16()
+    length = buf.pull_uint16()
+    tunnel_id = buf.pull_uint16()
+    session_id = buf.pull_uint16()
+    ns = buf.pull_uint16()
+    nr = buf.pull_uint16()
+    version = flags & HeaderFlag.VERSION_MASK
+    problem = None
+    if version != L2TP_VERSION:
+        problem = f"L2TP version {version}, expected 2"
+    elif not flags & HeaderFlag.TYPE:
+        problem = "data message (T=0) where a control message was expected"
+    elif not flags & HeaderFlag.LENGTH or not flags & HeaderFlag.SEQUENCE:
+        problem = "control message without L or S bit"
+    elif flags & HeaderFlag.OFFSET:
+        problem = "control message with O bit set"
+    elif length < CONTROL_HEADER_LEN:
+        problem = f"Length field {length} shorter than the header"
+    elif length > len(data):
+        problem = f"Length field {length} exceeds the {len(data)}-octet datagram"
+    if problem is not None:
+        raise MalformedHeader(
+            problem,
+            error_code=ErrorCode.BAD_LENGTH if "Length" in problem else ErrorCode.BAD_VALUE,
+            tunnel_id=tunnel_id,
+            session_id=session_id,
+            ns=ns,
+            nr=nr,
+        )
+    found: list[MessageType] = []  # the Message Type, once decoded (error context)
+    avps: list[Avp] = []
+    try:
+        _decode_avps(Buffer(data, start=CONTROL_HEADER_LEN, end=length), secret, found, avps)
+    except L2tpError as exc:
+        exc.set_context(tunnel_id, session_id, ns, nr, found[0] if found else None)
+        raise
+    message_type = found[0] if found else None
+    return ControlMessage(tunnel_id, session_id, ns, nr, message_type, tuple(avps))
+
+
+def _decode_avps(
+    buf: Buffer, secret: bytes | None, found: list[MessageType], avps: list[Avp]
+) -> None:
+    """The one loop over AVPs against the registry (appends to ``found`` and ``avps``)."""
+    random_vector: bytes | None = None
+    first = True
+    while not buf.eof():
+        if buf.remaining < AVP_HEADER_LEN:
+            raise MalformedAvp(f"{buf.remaining} trailing octets, too short for an AVP header")
+        word = buf.pull_uint16()
+        avp_len = word & AvpFlag.LENGTH_MASK
+        vendor_id = buf.pull_uint16()
+        avp_type = buf.pull_uint16()
+        if avp_len < AVP_HEADER_LEN:
+            raise MalformedAvp(f"AVP {vendor_id}:{avp_type} Length {avp_len} < 6")
+        if avp_len - AVP_HEADER_LEN > buf.remaining:
+            raise MalformedAvp(
+                f"AVP {vendor_id}:{avp_type} Length {avp_len} overruns the message "
+                f"({buf.remaining + AVP_HEADER_LEN} octets left)"
+            )
+        raw = buf.pull_bytes(avp_len - AVP_HEADER_LEN)
+        mandatory = bool(word & AvpFlag.MANDATORY)
+        hidden = bool(word & AvpFlag.HIDDEN)
+        reserved = bool(word & AvpFlag.RESERVED)
+        if first:
+            first = False
+            if vendor_id != 0 or avp_type != AvpType.MESSAGE_TYPE or hidden or reserved:
+                raise MalformedAvp(
+                    f"first AVP is {vendor_id}:{avp_type}, not a plain Message Type",
+                    error_code=ErrorCode.BAD_VALUE,
+                )
+            if len(raw) != 2:
+                raise MalformedAvp(f"Message Type AVP value of {len(raw)} octets")
+            code = int.from_bytes(raw, "big")
+            try:
+                found.append(MessageType(code))
+            except ValueError:
+                raise UnknownMessageType(
+                    f"unknown Message Type {code} (M={int(mandatory)})",
+                    mandatory=mandatory,
+                    message_type=code,
+                ) from None
+            continue
+        spec = None if reserved else spec_for(avp_type, vendor_id)
+        if spec is None:
+            if mandatory:
+                raise UnknownMandatoryAvp(
+                    f"unrecognized mandatory AVP {vendor_id}:{avp_type}",
+                    avp_type=avp_type,
+                    vendor_id=vendor_id,
+                )
+            continue  # RFC 2661 4.1: unrecognized with M=0 is ignored
+        if hidden:
+            if secret is None:
+                raise HiddenAvpError(f"hidden AVP {avp_type} but no shared secret configured")
+            if random_vector is None:
+                raise HiddenAvpError(f"hidden AVP {avp_type} without a preceding Random Vector")
+            value = unhide(avp_type, raw, secret, random_vector)
+        else:
+            value = raw
+        if not spec.min_len <= len(value) <= spec.max_len:
+            if mandatory:
+                raise MalformedAvp(
+                    f"{spec.name} value of {len(value)} octets, "
+                    f"expected {spec.min_len}..{spec.max_len}"
+                )
+            continue  # a malformed optional AVP is treated as unrecognized
+        if avp_type == AvpType.RANDOM_VECTOR:
+            random_vector = value
+        avps.append(Avp(avp_type, value, mandatory, hidden, vendor_id))
+
+
+def encode_control(
+    msg: ControlMessage,
+    secret: bytes | None = None,
+    rand_bytes: Callable[[int], bytes] = os.urandom,
+) -> bytes:
+    """Encode a control message. Raises LocalProtocolError for values that cannot be sent."""
+    if msg.message_type is None and msg.avps:
+        raise LocalProtocolError("a ZLB (message_type None) carries no AVPs")
+    for name in ("tunnel_id", "session_id", "ns", "nr"):
+        if not 0 <= getattr(msg, name) <= 0xFFFF:
+            raise LocalProtocolError(f"{name}={getattr(msg, name)} outside 0..65535")
+    body = Buffer()
+    if msg.message_type is not None:
+        _push_avp(body, AvpType.MESSAGE_TYPE, 0, True, False, int(msg.message_type).to_bytes(2))
+    random_vector: bytes | None = None
+    for avp in msg.avps:
+        if avp.type == AvpType.RANDOM_VECTOR and avp.vendor_id == 0 and not avp.hidden:
+            random_vector = avp.value
+        wire_value = avp.value
+        if avp.hidden:
+            if secret is None:
+                raise LocalProtocolError(f"AVP {avp.type} marked hidden but no secret given")
+            if random_vector is None:
+                random_vector = rand_bytes(RANDOM_VECTOR_LEN)
+                _push_avp(body, AvpType.RANDOM_VECTOR, 0, True, False, random_vector)
+            padding = rand_bytes(padding_needed(len(avp.value)))
+            wire_value = hide(avp.type, avp.value, secret, random_vector, padding)
+        _push_avp(body, avp.type, avp.vendor_id, avp.mandatory, avp.hidden, wire_value)
+    length = CONTROL_HEADER_LEN + len(body)
+    if length > 0xFFFF:
+        raise LocalProtocolError(f"control message of {length} octets exceeds 65535")
+    out = Buffer()
+    out.push_uint16(_CONTROL_FLAGS)
+    out.push_uint16(length)
+    out.push_uint16(msg.tunnel_id)
+    out.push_uint16(msg.session_id)
+    out.push_uint16(msg.ns)
+    out.push_uint16(msg.nr)
+    out.push_bytes(body.data())
+    return out.data()
+
+
+def _push_avp(
+    out: Buffer, avp_type: int, vendor_id: int, mandatory: bool, hidden: bool, value: bytes
+) -> None:
+    avp_len = AVP_HEADER_LEN + len(value)
+    if avp_len > AVP_MAX_LEN:
+        raise LocalProtocolError(f"AVP {vendor_id}:{avp_type} of {avp_len} octets exceeds 1023")
+    if not (0 <= avp_type <= 0xFFFF and 0 <= vendor_id <= 0xFFFF):
+        raise LocalProtocolError(f"AVP type {avp_type} / vendor {vendor_id} out of range")
+    word = avp_len
+    if mandatory:
+        word |= AvpFlag.MANDATORY
+    if hidden:
+        word |= AvpFlag.HIDDEN
+    out.push_uint16(word)
+    out.push_uint16(vendor_id)
+    out.push_uint16(avp_type)
+    out.push_bytes(value)
+
+
+__all__ = [
+    "AVP_SPECS",
+    "Avp",
+    "AvpSpec",
+    "BufferReadError",
+    "ControlMessage",
+    "HiddenAvpError",
+    "L2tpError",
+    "MalformedAvp",
+    "MalformedHeader",
+    "RemoteProtocolError",
+    "UnknownMandatoryAvp",
+    "UnknownMessageType",
+    "accm_avp",
+    "bytes_avp",
+    "call_errors_avp",
+    "challenge_response",
+    "decode_control",
+    "empty_avp",
+    "encode_control",
+    "parse_accm",
+    "parse_call_errors",
+    "parse_ppp_disconnect_cause",
+    "parse_proxy_authen_id",
+    "parse_q931_cause",
+    "parse_result_code",
+    "parse_str",
+    "parse_uint16",
+    "parse_uint32",
+    "parse_uint64",
+    "peek_header",
+    "ppp_disconnect_cause_avp",
+    "protocol_version_avp",
+    "proxy_authen_id_avp",
+    "q931_cause_avp",
+    "result_code_avp",
+    "spec_for",
+    "str_avp",
+    "uint16_avp",
+    "uint32_avp",
+    "uint64_avp",
+]
