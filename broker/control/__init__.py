@@ -1,0 +1,1 @@
+"""Operations interface: HTTP+JSON control API, Prometheus metrics, and the CLI's client."""

@@ -1,0 +1,130 @@
+"""HTTP+JSON control API and Prometheus ``/metrics`` (twisted.web), for loopback or a unix socket.
+
+Routes (all JSON except /metrics):
+
+    GET  /status                      node, uptime, counts, data plane, state backend, drain
+    GET  /sessions | /tunnels | /lns | /realms
+    POST /lns/NAME/drain|undrain|lock|unlock
+    POST /sessions/ID/kill
+    POST /drain  {"on": true|false}
+    GET  /metrics                     Prometheus text format
+
+The API never returns secrets: the backend's views are built without them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from twisted.internet.defer import maybeDeferred
+from twisted.python.failure import Failure
+from twisted.web import resource, server
+from twisted.web.server import Request
+
+
+class ControlBackend(Protocol):
+    def status(self) -> dict[str, Any]: ...
+    def sessions(self) -> list[dict[str, Any]]: ...
+    def tunnels(self) -> list[dict[str, Any]]: ...
+    def lns(self) -> list[dict[str, Any]]: ...
+    def realms(self) -> list[dict[str, Any]]: ...
+    def lns_action(self, name: str, action: str) -> Any: ...  # dict or Deferred[dict]
+    def kill_session(self, session_id: str) -> dict[str, Any]: ...
+    def set_drain(self, on: bool) -> dict[str, Any]: ...
+    def metrics_text(self) -> str: ...
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+LNS_ACTIONS = ("drain", "undrain", "lock", "unlock")
+
+
+class ControlResource(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, backend: ControlBackend) -> None:
+        super().__init__()
+        self.backend = backend
+
+    def render_GET(self, request: Request) -> bytes:  # Twisted override
+        path = _path(request)
+        if path == ["metrics"]:
+            request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+            return self.backend.metrics_text().encode()
+        views: dict[tuple[str, ...], Any] = {
+            ("status",): self.backend.status,
+            ("sessions",): self.backend.sessions,
+            ("tunnels",): self.backend.tunnels,
+            ("lns",): self.backend.lns,
+            ("realms",): self.backend.realms,
+        }
+        view = views.get(tuple(path))
+        if view is None:
+            return _json(request, 404, {"error": f"no such resource: /{'/'.join(path)}"})
+        return _json(request, 200, view())
+
+    def render_POST(self, request: Request) -> bytes | int:  # Twisted override
+        path = _path(request)
+        try:
+            if len(path) == 3 and path[0] == "lns":
+                if path[2] not in LNS_ACTIONS:
+                    raise ApiError(400, f"unknown action {path[2]!r}; use {', '.join(LNS_ACTIONS)}")
+                d = maybeDeferred(self.backend.lns_action, path[1], path[2])
+                d.addCallbacks(
+                    lambda body: _finish(request, 200, body),
+                    lambda f: _finish_error(request, f),
+                )
+                return server.NOT_DONE_YET
+            if len(path) == 3 and path[0] == "sessions" and path[2] == "kill":
+                return _json(request, 200, self.backend.kill_session(path[1]))
+            if path == ["drain"]:
+                body = json.loads(request.content.read() or b"{}") if request.content else {}
+                return _json(request, 200, self.backend.set_drain(bool(body.get("on", True))))
+        except ApiError as exc:
+            return _json(request, exc.code, {"error": str(exc)})
+        except (ValueError, KeyError) as exc:
+            return _json(request, 400, {"error": str(exc)})
+        return _json(request, 404, {"error": f"no such action: /{'/'.join(path)}"})
+
+
+def _path(request: Request) -> list[str]:
+    raw = request.path.decode("utf-8", "replace") if request.path else "/"
+    return [p for p in raw.split("/") if p]
+
+
+def _json(request: Request, code: int, body: Any) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps(body, default=str, sort_keys=True).encode() + b"\n"
+
+
+def _finish(request: Request, code: int, body: Any) -> None:
+    request.write(_json(request, code, body))
+    request.finish()
+
+
+def _finish_error(request: Request, failure: Failure) -> None:
+    exc = failure.value
+    code = exc.code if isinstance(exc, ApiError) else 400 if isinstance(exc, KeyError) else 500
+    _finish(request, code, {"error": str(exc)})
+
+
+def make_site(backend: ControlBackend) -> server.Site:
+    site = server.Site(ControlResource(backend))
+    site.displayTracebacks = False
+    site.noisy = False
+    return site
+
+
+def endpoint_description(listen: str) -> str:
+    """Config ``control.listen`` (``127.0.0.1:8081`` or ``unix:/path``) -> Twisted endpoint."""
+    if listen.startswith("unix:"):
+        return f"unix:{listen[5:]}:mode=600"
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    return f"tcp:{int(port)}:interface={host.replace(':', chr(92) + ':')}"

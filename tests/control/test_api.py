@@ -1,0 +1,114 @@
+"""The control API served by twisted.web, driven by the CLI's client and verbs (subprocess)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broker.cli import main
+from broker.control.api import endpoint_description
+from broker.control.client import ControlClient, ControlError
+from ops.lab.netns import poll, stop_process
+
+SERVER = textwrap.dedent(
+    """
+    import sys
+    from twisted.internet import reactor, endpoints
+    from broker.control.api import make_site, endpoint_description, ApiError
+
+    class Backend:
+        drained = False
+        def status(self): return {"node": "lac-t", "sessions": 1, "draining": self.drained}
+        def sessions(self): return [{"id": 1, "username": "a@isp-a.example", "state": "spliced"}]
+        def tunnels(self): return []
+        def lns(self): return [{"name": "lns-a", "address": "198.51.100.2", "sessions": 1}]
+        def realms(self): return []
+        def lns_action(self, name, action):
+            if name != "lns-a":
+                raise ApiError(404, f"no LNS named {name!r}")
+            return {"name": name, "action": action, "ok": True}
+        def kill_session(self, sid):
+            if sid != "1":
+                raise KeyError(f"no session {sid}")
+            return {"id": sid, "killed": True}
+        def set_drain(self, on):
+            self.drained = on
+            return {"draining": on}
+        def metrics_text(self): return "l2tp_broker_sessions 1\\n"
+
+    ep = endpoints.serverFromString(reactor, endpoint_description(sys.argv[1]))
+    ep.listen(make_site(Backend())).addCallback(lambda _: print("READY", flush=True))
+    reactor.run()
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def control(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    listen = f"127.0.0.1:{_free_port()}" if request.param == "tcp" else f"unix:{tmp_path}/ctl.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, listen], stdout=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY"
+        yield listen
+    finally:
+        stop_process(proc)
+
+
+def test_views_actions_and_metrics(control: str) -> None:
+    c = ControlClient(control)
+    assert c.get("/status")["node"] == "lac-t"
+    assert c.get("/sessions")[0]["username"] == "a@isp-a.example"
+    assert c.post("/lns/lns-a/drain") == {"name": "lns-a", "action": "drain", "ok": True}
+    assert c.post("/drain", {"on": True}) == {"draining": True}
+    assert c.get("/status")["draining"] is True
+    assert "l2tp_broker_sessions 1" in c.get("/metrics")
+    with pytest.raises(ControlError, match="HTTP 404: no LNS named 'lns-b'"):
+        c.post("/lns/lns-b/lock")
+    with pytest.raises(ControlError, match="HTTP 400: unknown action 'explode'"):
+        c.post("/lns/lns-a/explode")
+    with pytest.raises(ControlError, match="HTTP 400"):
+        c.post("/sessions/9/kill")
+    with pytest.raises(ControlError, match="HTTP 404"):
+        c.get("/nothing")
+
+
+def test_cli_verbs_table_and_json(control: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "sessions", "--control", control]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:3] == ["ID", "USERNAME", "STATE"]
+    assert "a@isp-a.example" in out
+    assert main(["show", "lns", "--json", "--control", control]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["name"] == "lns-a"
+    assert main(["session", "kill", "1", "--control", control]) == 0
+    assert "True" in capsys.readouterr().out
+    assert main(["lns", "lock", "lns-b", "--control", control]) == 1
+    assert "no LNS named" in capsys.readouterr().err
+
+
+def test_unreachable_daemon_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    port = _free_port()
+    assert main(["show", "status", "--control", f"127.0.0.1:{port}"]) == 1
+    assert "cannot reach the broker's control API" in capsys.readouterr().err
+
+
+def test_endpoint_description() -> None:
+    assert endpoint_description("127.0.0.1:8081") == "tcp:8081:interface=127.0.0.1"
+    assert endpoint_description("unix:/run/b.sock") == "unix:/run/b.sock:mode=600"
+    assert poll(lambda: True, 0.1)
