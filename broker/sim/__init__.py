@@ -1,0 +1,1 @@
+"""Simulators (pure, sans-I/O): subscriber-side PPP client and other protocol emulators."""
