@@ -256,7 +256,7 @@ def _packets(draw: st.DrawFn) -> DiscoveryPacket:
     return DiscoveryPacket(code, sid, tuple(tags))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(_packets())
 def test_discovery_round_trip(p: DiscoveryPacket) -> None:
     raw = encode_discovery(p)
@@ -282,7 +282,7 @@ def test_line_info_round_trip(info: LineInfo) -> None:
     assert decode_line_info([(vendor, data)]) == info
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=80))
 def test_random_bytes_only_raise_remote_error(data: bytes) -> None:
     for fn in (decode_discovery, decode_session_frame):
