@@ -10,7 +10,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.radius.accounting import AcctRecord, parse_packet, verify_request
+from broker.radius.accounting import AcctRecord
 from broker.radius.acct_client import (
     AccountingClient,
     AcctServer,
@@ -19,6 +19,7 @@ from broker.radius.acct_client import (
     ServerAlive,
     ServerDead,
 )
+from broker.radius.packet import decode_packet, verify_request
 
 A = AcctServer("a", ("127.0.0.1", 1813), b"secret-a")
 B = AcctServer("b", ("127.0.0.2", 1813), b"secret-b")
@@ -37,7 +38,7 @@ def reply(d: Datagram, secret: bytes | None = None) -> bytes:
 
 
 def delay_of(d: Datagram) -> int:
-    vals = parse_packet(d.payload).get(41)
+    vals = decode_packet(d.payload).get_all(41)
     assert len(vals) == 1
     return int.from_bytes(vals[0], "big")
 
@@ -141,7 +142,7 @@ def test_window_limits_in_flight() -> None:
     c.receive_datagram(reply(out[0]), A.address, 100.1)
     nxt = c.datagrams_to_send(100.1)
     assert len(nxt) == 1 and c.in_flight == 3
-    assert parse_packet(nxt[0].payload).get(44) == [b"s3"]
+    assert decode_packet(nxt[0].payload).get(44) == b"s3"
 
 
 def test_failover_dead_and_revival() -> None:
