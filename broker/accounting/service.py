@@ -1,0 +1,223 @@
+"""Twisted accounting service: durable spool -> AccountingClient engine -> UDP.
+
+``submit(record)`` writes the record to the spool (committed before it returns) and only then
+hands it to the engine; a record leaves the spool when the server acknowledged it. On start the
+service replays everything still in the spool, oldest first, so records survive restarts and
+SIGKILL (issue 4 item 4). Records flow from the spool to the engine in pages (``page``), so a
+large backlog is not loaded into memory at once.
+
+Acknowledgements are deleted from the spool in one transaction per reactor turn. A crash between
+the server's answer and that commit only means the record is sent again (same Acct-Session-Id
+and status: a duplicate the server treats as a retransmission).
+
+In ``interval`` spool mode the service checkpoints the spool every ``flush_interval`` seconds.
+Optionally (``nas`` + ``boot_id``) it sends Accounting-On at start and Accounting-Off at a
+clean stop (RFC 2866 section 5.1), waiting up to ``off_timeout`` for the Off to be acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from broker.accounting.spool import Spool
+from broker.adapters.timer import EngineTimer
+from broker.radius.accounting import (
+    AcctRecord,
+    NasInfo,
+    accounting_off_record,
+    accounting_on_record,
+)
+from broker.radius.acct_client import (
+    AccountingClient,
+    Event,
+    RecordAcknowledged,
+    ServerAlive,
+    ServerDead,
+)
+
+_log = Logger(namespace="broker.accounting")
+
+
+class _Protocol(DatagramProtocol):
+    def __init__(self, service: AccountingService) -> None:
+        self._service = service
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        self._service.datagram_received(datagram, (str(addr[0]), int(addr[1])))
+
+
+class AccountingService(Service):
+    """Spool + engine + one UDP socket (see module docstring)."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        engine: AccountingClient,
+        *,
+        reactor: Any,
+        bind_address: str = "127.0.0.1",
+        bind_port: int = 0,
+        page: int = 256,
+        flush_interval: float = 1.0,
+        nas: NasInfo | None = None,
+        boot_id: str | None = None,
+        off_timeout: float = 3.0,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.spool = spool
+        self.engine = engine
+        self._reactor = reactor
+        self._bind = (bind_address, bind_port)
+        self._page = page
+        self._flush_interval = flush_interval
+        self._nas = nas
+        self._boot_id = boot_id
+        self._off_timeout = off_timeout
+        self._on_event = on_event
+        self._port: Any = None  # IListeningPort + IUDPTransport.write
+        self._timer = EngineTimer(engine, reactor, self._pump, name="accounting")
+        self._fed_upto = 0
+        self._pending_acks: list[int] = []
+        self._ack_call: Any = None
+        self._flusher: task.LoopingCall | None = None
+        self._waiters: dict[int, defer.Deferred[None]] = {}
+        self.acked = 0
+        self.write_errors = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self._port = self._reactor.listenUDP(
+            self._bind[1], _Protocol(self), interface=self._bind[0]
+        )
+        if self.spool.sync == "interval":
+            self._flusher = task.LoopingCall(self.spool.flush)
+            self._flusher.clock = self._reactor
+            self._flusher.start(self._flush_interval, now=False)
+        depth = self.spool.depth()
+        if depth:
+            _log.info("accounting: replaying {depth} spooled records", depth=depth)
+        if self._nas is not None and self._boot_id is not None:
+            self.submit(accounting_on_record(self._nas, self._boot_id, self._reactor.seconds()))
+        self._pump()
+
+    def stopService(self) -> defer.Deferred[None] | None:
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._nas is not None and self._boot_id is not None and self._port is not None:
+            seq = self.submit(
+                accounting_off_record(self._nas, self._boot_id, self._reactor.seconds())
+            )
+            d: defer.Deferred[None] = defer.Deferred()
+            self._waiters[seq] = d
+            timeout = self._reactor.callLater(self._off_timeout, self._give_up, seq)
+            d.addBoth(lambda r: (timeout.cancel() if timeout.active() else None, r)[1])
+            d.addBoth(lambda _: self._shutdown())
+            return d
+        self._shutdown()
+        return None
+
+    def _give_up(self, seq: int) -> None:
+        d = self._waiters.pop(seq, None)
+        if d is not None:
+            d.callback(None)
+
+    def _shutdown(self) -> None:
+        self._timer.stop()
+        self._commit_acks()
+        if self._flusher is not None and self._flusher.running:
+            self._flusher.stop()
+        if self._port is not None:
+            self._port.stopListening()
+            self._port = None
+        self.spool.flush()
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("service not started")
+        return int(self._port.getHost().port)
+
+    # -- submitting ------------------------------------------------------------------------
+    def submit(self, record: AcctRecord) -> int:
+        """Spool the record (durable when this returns), then send it."""
+        return self.submit_many([record])[0]
+
+    def submit_many(self, records: Sequence[AcctRecord]) -> list[int]:
+        """Spool several records in one transaction, then send them."""
+        seqs = self.spool.append_many(records)
+        if self._port is not None:
+            self._pump()
+        return seqs
+
+    def metrics(self) -> dict[str, float]:
+        age = self.spool.oldest_age(self._reactor.seconds())
+        return {
+            "depth": float(self.spool.depth()),
+            "oldest_age": 0.0 if age is None else age,
+            "acked": float(self.acked),
+            "in_flight": float(self.engine.in_flight),
+            "retransmits": float(self.engine.counters["retransmits"]),
+            "forged": float(self.engine.counters["forged"]),
+            "timeouts": float(self.engine.counters["timeouts"]),
+        }
+
+    # -- engine plumbing -------------------------------------------------------------------
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.engine.receive_datagram(data, addr, self._reactor.seconds())
+        self._pump()
+
+    def _refill(self) -> None:
+        if self.engine.queued >= self._page // 2:
+            return
+        for item in self.spool.pending(self._page, after=self._fed_upto):
+            self.engine.submit(item.seq, item.record)
+            self._fed_upto = item.seq
+
+    def _pump(self) -> None:
+        port = self._port
+        if port is None:
+            return
+        now = self._reactor.seconds()
+        while True:
+            self._refill()
+            out = self.engine.datagrams_to_send(now)
+            for d in out:
+                try:
+                    port.write(d.payload, d.address)
+                except OSError as exc:
+                    self.write_errors += 1
+                    _log.warn(
+                        "accounting: send to {server} failed: {err}", server=d.server, err=exc
+                    )
+            if not out:
+                break
+        while (ev := self.engine.next_event()) is not None:
+            if isinstance(ev, RecordAcknowledged):
+                self._pending_acks.append(ev.seq)
+            elif isinstance(ev, ServerDead):
+                _log.warn("accounting server {server} dead", server=ev.server)
+            elif isinstance(ev, ServerAlive):
+                _log.info("accounting server {server} alive", server=ev.server)
+            if self._on_event is not None:
+                self._on_event(ev)
+        if self._pending_acks and self._ack_call is None:
+            self._ack_call = self._reactor.callLater(0, self._commit_acks)
+        self._timer.rearm()
+
+    def _commit_acks(self) -> None:
+        self._ack_call = None
+        if not self._pending_acks:
+            return
+        acks, self._pending_acks = self._pending_acks, []
+        self.spool.ack_many(acks)
+        self.acked += len(acks)
+        for seq in acks:
+            d = self._waiters.pop(seq, None)
+            if d is not None:
+                d.callback(None)
