@@ -37,8 +37,9 @@ class Candidate:
     #: Tunnel-Client-Auth-ID and Tunnel-Password all match.
     tunnel_identity: TunnelIdentity
     source: Literal["radius", "static"]
-    host_name: str | None = None
+    host_name: str | None = None  # our Host Name AVP towards this LNS (Tunnel-Client-Auth-ID)
     name: str = ""
+    server_name: str | None = None  # expected LNS Host Name (Tunnel-Server-Auth-ID)
 
     @property
     def tunnel_key(self) -> str:
@@ -107,6 +108,12 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
     return text, L2TP_PORT
 
 
+def _text(value: str | bytes | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    return value.decode("utf-8", "replace") or None
+
+
 def static_candidates(
     policy: RealmPolicy, resolve_secret: Callable[[str], bytes | None] | None = None
 ) -> list[Candidate]:
@@ -165,8 +172,9 @@ def candidates_from_radius(
                 max_sessions=entry.max_sessions if entry is not None else None,
                 tunnel_identity=(lid, t.assignment_id, t.client_auth_id, t.password),
                 source="radius",
-                host_name=entry.host_name if entry is not None else None,
+                host_name=_text(t.client_auth_id) or (entry.host_name if entry else None),
                 name=entry.name if entry is not None else lid,
+                server_name=_text(t.server_auth_id),
             )
         )
     if not out and policy.tunnel_source == "radius-then-static":
