@@ -196,6 +196,13 @@ class DiscoveryServer:
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
+    def get_timer(self) -> float | None:
+        """Sans-I/O timer contract: discovery is stateless per PADI and keeps no timers."""
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Nothing is ever due (see :meth:`get_timer`)."""
+
     def setup_done(self, key: PppoeSessionKey) -> None:
         """The call flow says this session left the set-up phase (frees a ``max_setups`` slot)."""
         s = self._sessions.get(key)
