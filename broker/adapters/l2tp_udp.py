@@ -7,7 +7,8 @@ socket by tunnel id. The adapter only moves bytes:
 - a datagram whose T bit is set (control message, RFC 2661 section 3.1) goes to
   ``endpoint.receive_datagram(data, peer, now)`` with ``now = reactor.seconds()``;
 - a datagram with T = 0 (data message: PPP frames) goes to ``on_data(data, peer)`` untouched,
-  for the data plane / splice;
+  for the data plane / splice; if the engine has ``note_data_received(tunnel_id, now)`` it is
+  told first, so data traffic postpones the tunnel's HELLO (RFC 2661 section 5.5);
 - after each input (and each timer expiry, and each command) the adapter writes everything
   ``endpoint.datagrams_to_send(now)`` returns, hands every ``endpoint.next_event()`` to
   ``on_event`` and re-arms its single :class:`~broker.adapters.timer.EngineTimer`.
@@ -38,6 +39,7 @@ L2TP_PORT = 1701
 DEFAULT_RCVBUF = 4 * 1024 * 1024
 
 _T_BIT = 0x80
+_L_BIT = 0x40
 _log = Logger(namespace="broker.adapters.l2tp_udp")
 
 EventT = TypeVar("EventT")
@@ -108,6 +110,10 @@ class L2tpUdpAdapter(DatagramProtocol, Generic[EventT]):
             "callback_errors": 0,
         }
         self._logged: set[str] = set()
+        #: optional engine hook (L2tpEndpoint.note_data_received) told of data traffic
+        self._note_data: Callable[[int, float], None] | None = getattr(
+            endpoint, "note_data_received", None
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -175,6 +181,16 @@ class L2tpUdpAdapter(DatagramProtocol, Generic[EventT]):
             self.flush()
             return
         self.counters["rx_data"] += 1
+        if self._note_data is not None:
+            # RFC 2661 5.5: data traffic counts as activity (postpones HELLO). Tunnel ID sits
+            # after the optional Length field (L bit, 0x40).
+            off = 4 if datagram[0] & _L_BIT else 2
+            if len(datagram) >= off + 2:
+                tunnel_id = (datagram[off] << 8) | datagram[off + 1]
+                try:
+                    self._note_data(tunnel_id, self.reactor.seconds())
+                except Exception as exc:
+                    self._note("engine_errors", "note_data_received", exc, peer)
         if self.on_data is None:
             self.counters["rx_data_dropped"] += 1
             return

@@ -11,6 +11,9 @@ Facts (DESIGN.md section 4) this launcher deals with:
   tun device the same address; PPP is terminated in userspace and authenticated via RADIUS
   (``radius_server``/``radius_secret``; ``radius_port`` + 1 is accounting). A tunnel and a
   session come up without any RADIUS server; PPP authentication needs one.
+- it starts as a cluster slave and ignores L2TP until it elects itself master after the
+  heartbeat timeout (default 15 s): the config sets the shortest heartbeat timers l2tpns
+  accepts (it raises the timeout to ~1.9 s) and :meth:`L2tpns.start` waits for the election.
 
     with Netns("lns") as ns:
         _, end = veth(lac, ns, "192.0.2.1/24", "192.0.2.2/24")
@@ -67,7 +70,7 @@ class L2tpnsConfig:
     radius_accounting: bool = False
     primary_dns: str = "198.51.100.253"
     secondary_dns: str = "198.51.100.254"
-    debug: int = 3
+    debug: int = 3  #: >= 1 (start() waits for the master election message in the log)
     hostname: str = "l2tpns-lns"
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -111,6 +114,9 @@ class L2tpns:
             "radius_authtypes": _quote(c.radius_authtypes),
             "radius_accounting": "yes" if c.radius_accounting else "no",
             "hostname": _quote(c.hostname),
+            # Become cluster master (and so answer L2TP) after ~2 s instead of 15 s.
+            "cluster_hb_interval": "2",
+            "cluster_hb_timeout": "5",
         }
         if c.secret is not None:
             settings["l2tp_secret"] = _quote(c.secret)
@@ -139,10 +145,18 @@ class L2tpns:
             log = self.log()
             self.stop()
             raise RuntimeError(f"l2tpns did not bind UDP 1701: {log[-2000:]}")
+        if not poll(lambda: proc.poll() is not None or self.is_master(), timeout):
+            log = self.log()
+            self.stop()
+            raise RuntimeError(f"l2tpns did not become cluster master: {log[-2000:]}")
         if proc.poll() is not None:
             log = self.log()
             self.stop()
             raise RuntimeError(f"l2tpns exited {proc.returncode}: {log[-2000:]}")
+
+    def is_master(self) -> bool:
+        """True once l2tpns logged its election (it handles L2TP only as master)."""
+        return "declaring myself the master" in self.log()
 
     def log(self) -> str:
         parts = []

@@ -207,3 +207,121 @@ def test_real_socket_roundtrip_and_receive_buffer() -> None:
         adapter.stop()
         for _ in range(5):
             reactor.iterate(0)
+
+
+class NotingEngine(FakeEngine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.noted: list[tuple[int, float]] = []
+
+    def note_data_received(self, tunnel_id: int, now: float) -> None:
+        self.noted.append((tunnel_id, now))
+
+
+def test_data_messages_are_noted_as_tunnel_activity() -> None:
+    clock = Clock()
+    engine = NotingEngine()
+    adapter: L2tpUdpAdapter[object] = L2tpUdpAdapter(engine, clock, "192.0.2.1")
+    adapter.makeConnection(FakeTransport())  # type: ignore[arg-type]
+    with_length = bytes([0x40, 0x02, 0x00, 0x0A, 0x12, 0x34, 0x00, 0x01])
+    without_length = bytes([0x00, 0x02, 0xAB, 0xCD, 0x00, 0x01])
+    clock.advance(7)
+    adapter.datagramReceived(with_length, PEER)
+    adapter.datagramReceived(without_length, PEER)
+    adapter.datagramReceived(b"\x00\x02\x01", PEER)  # too short for a tunnel id: not noted
+    assert engine.noted == [(0x1234, 7.0), (0xABCD, 7.0)]
+    assert adapter.counters["rx_data"] == 3
+
+
+def test_our_lac_and_our_lns_over_real_udp_sockets() -> None:
+    """Two real endpoints (LAC, LNS role) on loopback sockets: tunnel auth, hidden AVPs,
+    a call with proxy material, a data message each way, CDN and StopCCN."""
+    from broker.l2tp.config import CallParams, TunnelConfig
+    from broker.l2tp.data import encode_data_header
+    from broker.l2tp.endpoint import L2tpEndpoint
+    from broker.l2tp.events import (
+        SessionClosed,
+        SessionEstablished,
+        TunnelClosed,
+        TunnelEstablished,
+    )
+
+    secret = b"loopback-secret"
+    reactor = SelectReactor()
+    lns_ep = L2tpEndpoint(lns_config=TunnelConfig(host_name="lns", secret=secret, hide_avps=True))
+    lac_ep = L2tpEndpoint()
+    lac_events: list[object] = []
+    lns_events: list[object] = []
+    lac_data: list[tuple[bytes, Peer]] = []
+    lns_data: list[tuple[bytes, Peer]] = []
+    lns: L2tpUdpAdapter[object] = L2tpUdpAdapter(
+        lns_ep, reactor, "127.0.0.1", 0, lns_events.append, lambda d, p: lns_data.append((d, p))
+    )
+    lac: L2tpUdpAdapter[object] = L2tpUdpAdapter(
+        lac_ep, reactor, "127.0.0.1", 0, lac_events.append, lambda d, p: lac_data.append((d, p))
+    )
+    lns.start()
+    lac.start()
+
+    def run_until(predicate: Any, timeout: float = 5.0) -> None:
+        deadline = reactor.seconds() + timeout
+        while not predicate() and reactor.seconds() < deadline:
+            reactor.iterate(0.01)
+        assert predicate(), (lac_events, lns_events)
+
+    def of(events: list[object], kind: type) -> list[Any]:
+        return [e for e in events if isinstance(e, kind)]
+
+    try:
+        lns_peer: Peer = ("127.0.0.1", lns.port)
+        config = TunnelConfig(host_name="lac", secret=secret, hide_avps=True)
+        tid = lac.call(lac_ep.open_tunnel, lns_peer, config)
+        params = CallParams(
+            calling_number="00:00:5e:00:53:01",
+            called_number="svc",
+            authen_type=3,
+            authen_name="user@realm.example",
+            authen_response=b"pap-password",
+            authen_id=1,
+        )
+        sid = lac.call(lac_ep.open_session, tid, params)
+        run_until(lambda: of(lac_events, SessionEstablished) and of(lns_events, SessionEstablished))
+        up = of(lac_events, TunnelEstablished)[0]
+        assert up.tunnel_id == tid and up.peer_host_name == "lns"
+        lac_sess = of(lac_events, SessionEstablished)[0]
+        lns_sess = of(lns_events, SessionEstablished)[0]
+        assert lns_sess.params.calling_number == "00:00:5e:00:53:01"
+        assert lns_sess.params.authen_name == "user@realm.example"
+        assert lns_sess.params.authen_response == b"pap-password"
+
+        # Data messages bypass the engine both ways.
+        frame = b"\xff\x03\xc0\x21\x01\x01\x00\x04"
+        lns.send_data(
+            encode_data_header(lac_sess.peer_tunnel_id, lac_sess.peer_session_id) + frame,
+            ("127.0.0.1", lac.port),
+        )
+        lac.send_data(
+            encode_data_header(lns_sess.peer_tunnel_id, lns_sess.peer_session_id) + frame,
+            lns_peer,
+        )
+        run_until(lambda: lac_data and lns_data)
+        assert lac_data[0][0].endswith(frame) and lns_data[0][0].endswith(frame)
+
+        # The LNS clears the call: the LAC sees a CDN from its peer.
+        lns.call(lns_ep.close_session, lns_sess.tunnel_id, lns_sess.session_id, 3, None, "admin")
+        run_until(lambda: of(lac_events, SessionClosed))
+        closed = of(lac_events, SessionClosed)[0]
+        assert closed.session_id == sid and closed.by_peer and closed.result == 3
+
+        lac.call(lac_ep.close_tunnel, tid, 1, None, "done")
+        run_until(lambda: of(lac_events, TunnelClosed) and of(lns_events, TunnelClosed))
+        assert of(lns_events, TunnelClosed)[0].reason == "stopccn-received"
+        for adapter in (lac, lns):
+            assert adapter.counters["engine_errors"] == 0
+            assert adapter.counters["callback_errors"] == 0
+        assert lac_ep.counters["malformed"] == 0 and lns_ep.counters["malformed"] == 0
+    finally:
+        lac.stop()
+        lns.stop()
+        for _ in range(5):
+            reactor.iterate(0)

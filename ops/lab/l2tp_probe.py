@@ -1,0 +1,226 @@
+"""L2TP LAC probe: our endpoint + UDP adapter in a Twisted reactor, driven from the command line.
+
+Opens one tunnel to ``--peer`` and ``--sessions`` incoming calls in it, prints every engine
+event as one JSON object per line on stdout, and exits when every ``--until`` condition holds
+(then after ``--hold`` seconds), or after ``--timeout`` seconds. Integration tests run it inside
+a network namespace against real LNSs (xl2tpd, l2tpns) and parse its output:
+
+    python -m ops.lab.l2tp_probe --local 192.0.2.1 --peer 192.0.2.2 --secret s3cret --hide \
+        --until session-closed --timeout 20
+
+Conditions: ``tunnel-established``, ``session-established`` (all sessions), ``session-closed``
+(all sessions), ``tunnel-closed``, ``data`` (a data message arrived, e.g. the LNS's first LCP
+Configure-Request). Last lines: ``{"event": "counters", ...}`` and ``{"event": "exit",
+"reason": "done" | "timeout" | "tunnel-closed"}``. Exit status 0 when done, 1 otherwise.
+When ``--stop`` is given the probe ends with a StopCCN (result 1) and waits up to 3 s for the
+peer's acknowledgement before exiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+CONDITIONS = (
+    "tunnel-established",
+    "session-established",
+    "session-closed",
+    "tunnel-closed",
+    "data",
+)
+
+
+def jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, tuple | list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    return repr(value)
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="l2tp_probe", description=__doc__.split("\n")[0])
+    p.add_argument("--local", required=True, help="local address to bind")
+    p.add_argument("--local-port", type=int, default=1701)
+    p.add_argument("--peer", required=True)
+    p.add_argument("--peer-port", type=int, default=1701)
+    p.add_argument("--secret", default=None, help="tunnel secret (enables tunnel auth)")
+    p.add_argument("--hide", action="store_true", help="hide AVPs (needs --secret)")
+    p.add_argument("--host-name", default="l2tp-probe")
+    p.add_argument("--sessions", type=int, default=1)
+    p.add_argument("--calling-number", default="probe-calling")
+    p.add_argument("--called-number", default="probe-called")
+    p.add_argument("--authen-name", default=None, help="proxy authen name (PAP, type 3)")
+    p.add_argument("--authen-password", default=None, help="proxy PAP password")
+    p.add_argument(
+        "--until",
+        default="session-established",
+        help="comma separated conditions: " + ", ".join(CONDITIONS),
+    )
+    p.add_argument("--hold", type=float, default=0.0, help="seconds to stay after --until")
+    p.add_argument("--timeout", type=float, default=20.0)
+    p.add_argument("--stop", action="store_true", help="send StopCCN before exiting")
+    p.add_argument("--max-data-events", type=int, default=5)
+    p.add_argument("--retransmit", default="1,2,4,8,8", help="retransmit schedule, seconds")
+    args = p.parse_args(argv)
+    args.until_set = {c.strip() for c in args.until.split(",") if c.strip()}
+    unknown = args.until_set - set(CONDITIONS)
+    if unknown:
+        p.error(f"unknown --until conditions: {sorted(unknown)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    from twisted.internet import reactor as _reactor
+
+    from broker.adapters.l2tp_udp import L2tpUdpAdapter
+    from broker.l2tp.config import CallParams, TunnelConfig
+    from broker.l2tp.endpoint import L2tpEndpoint
+    from broker.l2tp.events import (
+        SessionClosed,
+        SessionEstablished,
+        TunnelClosed,
+        TunnelEstablished,
+    )
+
+    reactor: Any = _reactor
+    secret = args.secret.encode() if args.secret is not None else None
+    config = TunnelConfig(
+        host_name=args.host_name,
+        secret=secret,
+        hide_avps=bool(args.hide),
+        retransmit=tuple(float(x) for x in args.retransmit.split(",")),
+    )
+    endpoint = L2tpEndpoint()
+    state: dict[str, Any] = {
+        "tunnel_up": False,
+        "tunnel_closed": False,
+        "sessions_up": set(),
+        "sessions_closed": set(),
+        "data": 0,
+        "done_at": None,
+        "exit": None,
+        "exited": False,
+    }
+
+    def met() -> bool:
+        want = args.until_set
+        checks = {
+            "tunnel-established": state["tunnel_up"],
+            "session-established": len(state["sessions_up"]) >= args.sessions,
+            "session-closed": len(state["sessions_closed"]) >= args.sessions,
+            "tunnel-closed": state["tunnel_closed"],
+            "data": state["data"] > 0,
+        }
+        return all(checks[c] for c in want)
+
+    def finish(reason: str) -> None:
+        if state["exit"] is not None:
+            return
+        state["exit"] = reason
+        if args.stop and state["tunnel_up"] and not state["tunnel_closed"]:
+            try:
+                adapter.call(endpoint.close_tunnel, tunnel_id, 1, None, "probe done")
+            except Exception as exc:
+                emit({"event": "error", "where": "close_tunnel", "error": repr(exc)})
+            reactor.callLater(3.0, really_exit)
+            return
+        really_exit()
+
+    def really_exit() -> None:
+        if state["exited"]:
+            return
+        state["exited"] = True
+        emit(
+            {
+                "event": "counters",
+                "adapter": dict(adapter.counters),
+                "endpoint": jsonable(getattr(endpoint, "counters", {})),
+                "timer": dict(adapter.timer.counters),
+            }
+        )
+        emit({"event": "exit", "reason": state["exit"]})
+        if reactor.running:
+            reactor.stop()
+
+    def check() -> None:
+        if state["done_at"] is None and met():
+            state["done_at"] = reactor.seconds()
+            if args.hold > 0:
+                reactor.callLater(args.hold, finish, "done")
+            else:
+                finish("done")
+
+    def on_event(event: Any) -> None:
+        emit({"event": type(event).__name__, **jsonable(event)})
+        if isinstance(event, TunnelEstablished):
+            state["tunnel_up"] = True
+        elif isinstance(event, SessionEstablished):
+            state["sessions_up"].add(event.session_id)
+        elif isinstance(event, SessionClosed):
+            state["sessions_closed"].add(event.session_id)
+        elif isinstance(event, TunnelClosed):
+            state["tunnel_closed"] = True
+            if state["exit"] is not None:
+                reactor.callLater(0, really_exit)
+        check()
+        if state["tunnel_closed"] and state["done_at"] is None:
+            reactor.callLater(0.5, finish, "tunnel-closed")
+
+    def on_data(data: bytes, peer: tuple[str, int]) -> None:
+        state["data"] += 1
+        if state["data"] <= args.max_data_events:
+            emit({"event": "data", "peer": list(peer), "len": len(data), "hex": data[:96].hex()})
+        check()
+
+    adapter: L2tpUdpAdapter[Any] = L2tpUdpAdapter(
+        endpoint, reactor, args.local, args.local_port, on_event=on_event, on_data=on_data
+    )
+    adapter.start()
+    peer = (args.peer, args.peer_port)
+    tunnel_id = adapter.call(endpoint.open_tunnel, peer, config)
+    emit({"event": "opened-tunnel", "tunnel_id": tunnel_id, "peer": list(peer)})
+    for n in range(args.sessions):
+        params = CallParams(
+            called_number=args.called_number,
+            calling_number=args.calling_number,
+            serial=n + 1,
+            **_proxy_auth(args),
+        )
+        sid = adapter.call(endpoint.open_session, tunnel_id, params)
+        emit({"event": "opened-session", "tunnel_id": tunnel_id, "session_id": sid})
+    reactor.callLater(args.timeout, finish, "timeout")
+    reactor.run()
+    return 0 if state["exit"] == "done" else 1
+
+
+def _proxy_auth(args: argparse.Namespace) -> dict[str, Any]:
+    """Proxy authentication AVPs (RFC 2661 4.4.5) for PAP: type 3, name, response = password."""
+    if args.authen_name is None:
+        return {}
+    return {
+        "authen_type": 3,
+        "authen_name": args.authen_name,
+        "authen_response": (args.authen_password or "").encode(),
+        "authen_id": 0,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
