@@ -180,7 +180,7 @@ def candidates(draw: st.DrawFn) -> list[TunnelCandidate]:
     return out
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(candidates(), st.randoms(use_true_random=False), st.binary(min_size=16, max_size=16))
 def test_grouping_round_trip_any_order(
     cands: list[TunnelCandidate], rnd: random.Random, auth: bytes
