@@ -84,6 +84,68 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+@dataclasses.dataclass
+class ProbeRun:
+    """What one probe run printed (see :func:`run_in_netns`)."""
+
+    returncode: int | None
+    events: list[dict[str, Any]]
+    stderr: str
+    timed_out: bool = False
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("event") == kind]
+
+    def one(self, kind: str) -> dict[str, Any]:
+        found = self.of(kind)
+        if len(found) != 1:
+            raise AssertionError(f"expected one {kind}, got {found}; all: {self.events}")
+        return found[0]
+
+    @property
+    def exit_reason(self) -> str | None:
+        ends = self.of("exit")
+        return ends[-1].get("reason") if ends else None
+
+
+def run_in_netns(ns: Any, args: list[str], timeout: float) -> ProbeRun:
+    """Run the probe inside ``ns`` (an ``ops.lab.netns.Netns``), wait at most ``timeout`` s.
+
+    The probe's own ``--timeout`` should be shorter; on overrun its process group is killed
+    and whatever it printed so far is returned with ``timed_out=True``.
+    """
+    import subprocess
+    from pathlib import Path
+
+    from ops.lab.netns import stop_process, venv_python
+
+    root = Path(__file__).resolve().parents[2]
+    proc = ns.popen(
+        [venv_python(), "-m", "ops.lab.l2tp_probe", *args],
+        cwd=str(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        stop_process(proc)
+        out, err = proc.communicate()
+    events = []
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                events.append({"event": "unparsed", "line": line})
+    return ProbeRun(proc.returncode, events, err, timed_out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
