@@ -175,12 +175,12 @@ class TunnelConnection:
     # -- commands ------------------------------------------------------------------------
     def open(self, now: float) -> None:
         """LAC (initiator): send the SCCRQ."""
-        self._fsm(TunnelInput.LOCAL_OPEN, now)
+        self.apply(TunnelInput.LOCAL_OPEN, now)
 
     def close(self, result: int, error: int | None, message: str, now: float) -> None:
         """Send a StopCCN (RFC 2661 5.7); sessions are cleared implicitly."""
         self._cause = ("local", result, error, message)
-        self._fsm(TunnelInput.LOCAL_CLOSE, now)
+        self.apply(TunnelInput.LOCAL_CLOSE, now)
 
     def open_session(self, params: CallParams, now: float) -> int:
         """LAC: a new incoming call; the ICRQ goes out once the tunnel is established."""
@@ -241,7 +241,7 @@ class TunnelConnection:
             inp = TunnelInput.RX_HELLO
         else:
             inp = TunnelInput.RX_SESSION
-        self._fsm(inp, now, item)
+        self.apply(inp, now, item)
 
     def _deliver_error(self, exc: L2tpError, now: float) -> None:
         if isinstance(exc, UnknownMessageType) and not exc.mandatory:
@@ -272,7 +272,7 @@ class TunnelConnection:
                 self.counters["unknown_session"] += 1
                 return
         self._cause = cause
-        self._fsm(TunnelInput.RX_UNKNOWN_MANDATORY, now)
+        self.apply(TunnelInput.RX_UNKNOWN_MANDATORY, now)
 
     # -- classifiers (table inputs from messages) -----------------------------------------
     def _bad(self, reason: str, result: int, error: int | None, message: str) -> None:
@@ -367,7 +367,8 @@ class TunnelConnection:
         return got is not None and hmac.compare_digest(got.value, want)
 
     # -- the machine ---------------------------------------------------------------------
-    def _fsm(self, event: TunnelInput, now: float, msg: ControlMessage | None = None) -> None:
+    def apply(self, event: TunnelInput, now: float, msg: ControlMessage | None = None) -> None:
+        """Run one input through :data:`~broker.l2tp.tunnel_fsm.TUNNEL_TABLE` and act."""
         was = self.state
         action, self.state = tunnel_transition(was, event)
         cause, self._cause = self._cause, None
@@ -611,16 +612,16 @@ class TunnelConnection:
                 None,
                 f"no acknowledgement after {len(self.config.retransmit)} timeouts",
             )
-            self._fsm(TunnelInput.RETRANSMIT_EXHAUSTED, now)
+            self.apply(TunnelInput.RETRANSMIT_EXHAUSTED, now)
         if (
             self.state is TunnelState.CLOSING
             and self.hold_until is not None
             and now >= self.hold_until
         ):
-            self._fsm(TunnelInput.HOLD_EXPIRED, now)
+            self.apply(TunnelInput.HOLD_EXPIRED, now)
         hello = self._hello_deadline()
         if hello is not None and now >= hello:
-            self._fsm(TunnelInput.HELLO_DUE, now)
+            self.apply(TunnelInput.HELLO_DUE, now)
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
         return self.transport.datagrams_to_send(now)
