@@ -50,15 +50,14 @@ class ControlPacket:
 
 def decode_control(payload: bytes) -> ControlPacket:
     """Decode Code/Identifier/Length/Data; octets past Length are padding (RFC 1661 5)."""
-    buf = Buffer(payload)
-    code = buf.pull_uint8()
-    ident = buf.pull_uint8()
-    length = buf.pull_uint16()
+    if len(payload) < 4:
+        raise RemoteProtocolError(f"control packet of {len(payload)} octets, header needs 4")
+    code, ident, length = _HDR.unpack_from(payload)
     if length < 4:
         raise RemoteProtocolError(f"control packet length {length} < 4")
     if length > len(payload):
         raise RemoteProtocolError(f"control packet length {length} overruns {len(payload)}")
-    return ControlPacket(code, ident, buf.pull_bytes(length - 4))
+    return ControlPacket(code, ident, payload[4:length])
 
 
 def encode_control(protocol: int, code: int, identifier: int, data: bytes = b"") -> bytes:

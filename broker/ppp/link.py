@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from broker.ppp.auth import ChapAuthenticator, PapAuthenticator
 from broker.ppp.codec import split_frame
-from broker.ppp.constants import ChapAlgorithm, PppProtocol, ProxyAuthenType
+from broker.ppp.constants import ChapAlgorithm, LcpCode, PppProtocol, ProxyAuthenType
 from broker.ppp.events import (
     ChapCredentials,
     Credentials,
@@ -153,7 +153,12 @@ class PppLink:
             if protocol == PppProtocol.LCP:
                 was_opened = self.lcp.state is State.OPENED
                 self.lcp.receive(info, now)
-                if was_opened and self.lcp.state is State.STOPPING and self._reason is None:
+                if (
+                    was_opened
+                    and info[0] == LcpCode.TERMINATE_REQUEST
+                    and self.lcp.state is State.STOPPING
+                    and self._reason is None
+                ):
                     # Terminate-Request from the peer in Opened (tld, zrc, sta / Stopping).
                     self._finish("peer-terminate", by_peer=True)
             elif protocol in (PppProtocol.PAP, PppProtocol.CHAP):
@@ -275,7 +280,10 @@ class PppLink:
     def _start_auth(self, now: float) -> None:
         method = self.lcp.local_auth
         if method is None:
-            self.phase = "waiting" if self.config.auth else "authenticated"
+            if self.config.auth:  # cannot happen with a sane peer: we always ask for one
+                self.terminate("lcp-failed", now)
+            else:
+                self.phase = "authenticated"
             return
         self.phase = "authenticate"
         self._auth_deadline = now + self.config.auth_timeout

@@ -262,7 +262,12 @@ class PppClient:
             if protocol == PppProtocol.LCP:
                 was_opened = self.lcp.state is State.OPENED
                 self.lcp.receive(info, now)
-                if was_opened and self.lcp.state is State.STOPPING and self._reason is None:
+                if (
+                    was_opened
+                    and info[0] == LcpCode.TERMINATE_REQUEST
+                    and self.lcp.state is State.STOPPING
+                    and self._reason is None
+                ):
                     self._finish("peer-terminate")
             elif not self.lcp.opened:
                 self._count("dropped-before-lcp")

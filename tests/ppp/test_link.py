@@ -400,3 +400,25 @@ def test_malformed_confreq_counted(options: bytes) -> None:
     link.receive_frame(encode_control(PppProtocol.LCP, 1, 1, options), 0.0)
     assert link.counters["malformed"] == 1
     assert link.frames_to_send() == []
+
+
+def test_catastrophic_code_reject_fails_the_link() -> None:
+    p = Pair()
+    p.start()
+    # The peer Code-Rejects our Configure-Request code: RXJ- in Opened (tld, irc, str / 5).
+    p.link.receive_frame(encode_control(PppProtocol.LCP, 7, 1, b"\x01\x01\x00\x04"), p.now)
+    p.pump()
+    p.advance(20.0)
+    assert p.terminated() == [LinkTerminated("lcp-failed", False)]
+
+
+def test_echo_reply_with_own_magic_counts_loopback() -> None:
+    p = Pair()
+    p.start()
+    magic = p.link.lcp.magic.to_bytes(4, "big")
+    p.link.receive_frame(encode_control(PppProtocol.LCP, 10, 1, magic), p.now)
+    assert p.link.counters["echo-loopback"] == 1
+    # An Echo-Request is answered with our magic and the same data.
+    p.link.receive_frame(encode_control(PppProtocol.LCP, 9, 77, b"\x00\x00\x00\x01zz"), p.now)
+    reply = decode_control(split_frame(p.link.frames_to_send()[-1])[1])
+    assert (reply.code, reply.identifier, reply.data) == (10, 77, magic + b"zz")
