@@ -226,7 +226,7 @@ def _decode_avps(
                     f"expected {spec.min_len}..{spec.max_len}"
                 )
             continue  # a malformed optional AVP is treated as unrecognized
-        if avp_type == AvpType.RANDOM_VECTOR:
+        if avp_type == AvpType.RANDOM_VECTOR and not hidden:
             random_vector = value
         avps.append(Avp(avp_type, value, mandatory, hidden, vendor_id))
 
