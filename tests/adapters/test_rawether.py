@@ -433,3 +433,72 @@ def test_veth_scapy_client_completes_discovery(tmp_path: Path, mode: str) -> Non
             ended = ac_out.wait_for("SessionTerminated")
             assert ended["by_peer"] is True and ended["sid"] == opened["sid"]
         assert cl.wait(10) == 0
+
+
+def _tshark_fields(payload: bytes) -> list[str]:
+    p = decode_discovery(payload)
+    return [
+        f"0x{p.code:02x}",
+        f"0x{p.session_id:04x}",
+        str(len(encode_discovery(p)) - 6),
+        ",".join(v.decode() for v in p.all(TagType.SERVICE_NAME)),
+        ",".join(v.decode() for v in p.all(TagType.AC_NAME)),
+        ",".join(v.hex() for v in p.all(TagType.HOST_UNIQ)),
+        ",".join(v.hex() for v in p.all(TagType.AC_COOKIE)),
+        ",".join(v.decode() for v in p.all(TagType.GENERIC_ERROR)),
+    ]
+
+
+@pytest.mark.integration
+def test_veth_rp_pppoe_client_and_tshark_agree(tmp_path: Path) -> None:
+    """The rp-pppoe client (`pppoe -A`, `-U -d`, `-k`) against our AC; tshark decodes the
+    frames the adapter saw exactly as our codec does."""
+    from tests.support import require_binary, require_root
+    from tests.support.pcap import write_pcap
+
+    require_root()
+    pppoe = require_binary("pppoe")
+    tshark = require_binary("tshark")
+    from ops.lab.netns import Netns, veth
+
+    runner, trace = tmp_path / "ac.py", tmp_path / "trace.jsonl"
+    runner.write_text(AC_RUNNER)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with Netns("pac") as ac_ns, Netns("pcl") as cl_ns:
+        ac_if, cl_if = veth(ac_ns, cl_ns, prefix="p")
+        ac = ac_ns.popen(
+            [_python(), str(runner), ac_if, "none", str(trace)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        ac_out = _JsonLines(ac)
+        ac_mac = ac_out.wait_for("ready")["mac"]
+        names = cl_ns.run([pppoe, "-I", cl_if, "-t", "2", "-A"], timeout=30).stdout
+        assert "Access-Concentrator: broker-ac" in names
+        found = cl_ns.run([pppoe, "-I", cl_if, "-t", "2", "-U", "-d"], timeout=30).stdout
+        session = found.strip().splitlines()[-1]  # "<sid>:<ac mac>"
+        sid, mac = session.split(":", 1)
+        assert mac.replace(":", "") == ac_mac
+        opened = ac_out.wait_for("SessionOpened")
+        assert opened["sid"] == int(sid)
+        cl_ns.run([pppoe, "-I", cl_if, "-e", session, "-k"], timeout=30)
+        ended = ac_out.wait_for("SessionTerminated")
+        assert ended["by_peer"] is True and ended["sid"] == int(sid)
+
+    frames = [bytes.fromhex(json.loads(line)[1]) for line in trace.read_text().splitlines()]
+    codes = [decode_discovery(f[14:]).code for f in frames]
+    assert codes == [Code.PADI, Code.PADO, Code.PADI, Code.PADO, Code.PADR, Code.PADS, Code.PADT]
+    pcap = tmp_path / "trace.pcap"
+    write_pcap(pcap, [(float(i), f) for i, f in enumerate(frames)])
+    fields = ["pppoe.code", "pppoe.session_id", "pppoe.payload_length"] + [
+        f"pppoed.tags.{t}"
+        for t in ("service_name", "ac_name", "host_uniq", "ac_cookie", "generic_error")
+    ]
+    cmd = [tshark, "-r", str(pcap), "-T", "fields", "-E", "separator=/t"]
+    cmd += ["-E", "occurrence=a", "-E", "aggregator=,"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
+    rows = [row.split("\t") for row in out.splitlines()]
+    assert rows == [_tshark_fields(f[14:]) for f in frames]

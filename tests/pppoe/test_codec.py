@@ -295,3 +295,45 @@ def test_random_bytes_only_raise_remote_error(data: bytes) -> None:
         pass
     with contextlib.suppress(RemoteProtocolError):
         decode_line_info([(DSL_FORUM_VENDOR_ID, data)])
+
+
+def tshark_fields(p: DiscoveryPacket) -> list[str]:
+    """Our decode in the layout of ``tshark -T fields -E occurrence=a -E aggregator=,`` with
+    -e pppoe.code pppoe.session_id pppoe.payload_length pppoed.tags.{service_name, ac_name,
+    host_uniq, ac_cookie, generic_error}."""
+    raw = encode_discovery(p)
+
+    def join(values: list[bytes], text: bool) -> str:
+        return ",".join(v.decode() if text else v.hex() for v in values)
+
+    return [
+        f"0x{p.code:02x}",
+        f"0x{p.session_id:04x}",
+        str(len(raw) - 6),
+        join(p.all(TagType.SERVICE_NAME), True),
+        join(p.all(TagType.AC_NAME), True),
+        join(p.all(TagType.HOST_UNIQ), False),
+        join(p.all(TagType.AC_COOKIE), False),
+        join(p.all(TagType.GENERIC_ERROR), True),
+    ]
+
+
+def test_golden_rp_pppoe_client_frames_agree_with_tshark() -> None:
+    """Frames between the rp-pppoe 3.15 client (`pppoe -A`, `pppoe -U -d`, `pppoe -k`) and
+    our AC on a veth pair, captured by the adapter's tap; decoded independently by tshark
+    4.0.17 into the .tshark.tsv file."""
+    import json
+
+    lines = (VECTORS / "rp-pppoe-3.15-discovery.jsonl").read_text().splitlines()
+    rows = (VECTORS / "rp-pppoe-3.15-discovery.tshark.tsv").read_text().splitlines()
+    assert len(lines) == len(rows) == 7
+    for line, row in zip(lines, rows, strict=True):
+        _direction, frame_hex = json.loads(line)
+        _dst, _src, ethertype, payload = _split_eth(bytes.fromhex(frame_hex))
+        assert ethertype == ETH_P_PPP_DISC
+        p = decode_discovery(payload)
+        assert encode_discovery(p) == payload
+        assert tshark_fields(p) == row.split("\t")
+    padt = decode_discovery(_split_eth(bytes.fromhex(json.loads(lines[-1])[1]))[3])
+    assert padt.code is Code.PADT
+    assert padt.errors == [(TagType.GENERIC_ERROR, "RP-PPPoE: Session killed manually")]
