@@ -1,0 +1,219 @@
+"""L2tpEndpoint: demultiplexing by tunnel id, malformed input counted and dropped, the
+timer heap, Tunnel-ID-0 routing (RFC 2661 3.1, 4.4.3 Assigned Tunnel ID, 8.1)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker.l2tp.avps import (
+    protocol_version_avp,
+    result_code_avp,
+    str_avp,
+    uint16_avp,
+    uint32_avp,
+)
+from broker.l2tp.codec import ControlMessage, decode_control, encode_control
+from broker.l2tp.config import TunnelConfig
+from broker.l2tp.constants import AvpType, MessageType
+from broker.l2tp.endpoint import L2tpEndpoint
+from broker.l2tp.events import IncomingTunnel, L2tpEvent, TunnelClosed, TunnelEstablished
+
+LAC = ("192.0.2.1", 1701)
+LNS = ("192.0.2.2", 1701)
+
+
+def sccrq(peer_tid: int, ns: int = 0) -> bytes:
+    avps = (
+        protocol_version_avp(),
+        str_avp(AvpType.HOST_NAME, "peer"),
+        uint32_avp(AvpType.FRAMING_CAPABILITIES, 1),
+        uint16_avp(AvpType.ASSIGNED_TUNNEL_ID, peer_tid),
+    )
+    return encode_control(ControlMessage(0, 0, ns, 0, MessageType.SCCRQ, avps))
+
+
+def lns_endpoint(**kw: object) -> L2tpEndpoint:
+    return L2tpEndpoint(
+        rand_bytes=random.Random(5).randbytes,
+        lns_config=TunnelConfig(host_name="lns"),
+        strict=True,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def events(ep: L2tpEndpoint) -> list[L2tpEvent]:
+    out = []
+    while (e := ep.next_event()) is not None:
+        out.append(e)
+    return out
+
+
+MALFORMED = [
+    b"",
+    b"\xc8",
+    b"\xc8\x02\x00\x0c\x00\x01\x00",  # 7 octets
+    b"\xc8\x03\x00\x0c\x00\x01\x00\x00\x00\x00\x00\x00",  # version 3
+    b"\xc8\x02\x00\x40\x00\x01\x00\x00\x00\x00\x00\x00",  # Length lies (64 > 12)
+    # AVP whose length overruns the message
+    b"\xc8\x02\x00\x14\x00\x01\x00\x00\x00\x00\x00\x00\x80\x20\x00\x00\x00\x00\x00\x01",
+    # zero-length AVP (Length 0 < 6)
+    b"\xc8\x02\x00\x12\x00\x01\x00\x00\x00\x00\x00\x00\x80\x00\x00\x00\x00\x00",
+]
+
+
+@pytest.mark.parametrize("data", MALFORMED)
+def test_malformed_counted_and_dropped(data: bytes) -> None:
+    ep = lns_endpoint()
+    tid = ep.open_tunnel(LNS, TunnelConfig(), 0.0)
+    ep.datagrams_to_send(0.0)
+    patched = data
+    if len(data) >= 6 and data[4:6] == b"\x00\x01":
+        patched = data[:4] + tid.to_bytes(2, "big") + data[6:]
+    ep.receive_datagram(patched, LNS, 0.1)
+    assert ep.counters["malformed"] == 1
+    assert ep.datagrams_to_send(0.1) == []
+    assert ep.counters["internal_errors"] == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80))
+def test_random_bytes_never_raise(data: bytes) -> None:
+    ep = lns_endpoint()
+    ep.receive_datagram(data, LAC, 0.0)
+    ep.receive_datagram(b"\xc8\x02" + data, LAC, 0.0)
+    ep.datagrams_to_send(0.0)
+    assert ep.counters["internal_errors"] == 0
+
+
+def test_data_messages_and_unknown_tunnels_are_counted() -> None:
+    ep = lns_endpoint()
+    ep.receive_datagram(b"\x00\x02\x00\x05\x00\x06\xff\x03", LAC, 0.0)  # T=0 data message
+    assert ep.counters["data_ignored"] == 1
+    hello = encode_control(ControlMessage(4242, 0, 0, 0, MessageType.HELLO, ()))
+    ep.receive_datagram(hello, LAC, 0.0)
+    assert ep.counters["unknown_tunnel"] == 1
+    assert ep.datagrams_to_send(0.0) == []
+
+
+def test_retransmitted_sccrq_reaches_the_same_tunnel() -> None:
+    ep = lns_endpoint()
+    ep.receive_datagram(sccrq(31), LAC, 0.0)
+    first = [decode_control(d) for d, _p in ep.datagrams_to_send(0.0)]
+    assert [m.message_type for m in first] == [MessageType.SCCRP]
+    ep.receive_datagram(sccrq(31), LAC, 1.0)  # our SCCRP was lost; they retransmit
+    again = [decode_control(d) for d, _p in ep.datagrams_to_send(1.0)]
+    assert len(ep.tunnels) == 1
+    assert [m.message_type for m in again] == [None]  # duplicate: ZLB with Nr=1
+    assert again[0].nr == 1
+    ep.receive_datagram(sccrq(32), LAC, 1.0)  # a different peer tunnel: a second tunnel
+    assert len(ep.tunnels) == 2
+    ep.receive_datagram(sccrq(33, ns=5), LAC, 1.0)  # must start at Ns 0
+    assert len(ep.tunnels) == 2
+
+
+def test_no_lns_role_ignores_sccrq() -> None:
+    ep = L2tpEndpoint(strict=True)
+    ep.receive_datagram(sccrq(31), LAC, 0.0)
+    assert ep.datagrams_to_send(0.0) == [] and not ep.tunnels
+    assert ep.counters["unknown_tunnel"] == 1
+
+
+def test_stopccn_with_tunnel_id_zero_is_routed_by_assigned_tunnel_id() -> None:
+    ep = lns_endpoint()
+    ep.receive_datagram(sccrq(31), LAC, 0.0)
+    ep.datagrams_to_send(0.0)
+    stop = ControlMessage(
+        0,
+        0,
+        1,
+        1,
+        MessageType.StopCCN,
+        (uint16_avp(AvpType.ASSIGNED_TUNNEL_ID, 31), result_code_avp(6)),
+    )
+    ep.receive_datagram(encode_control(stop), LAC, 0.5)
+    closed = [e for e in events(ep) if isinstance(e, TunnelClosed)]
+    assert closed and closed[0].reason == "stopccn-received" and closed[0].result == 6
+    (ack,) = [decode_control(d) for d, _p in ep.datagrams_to_send(0.5)]
+    assert ack.is_zlb and ack.nr == 2 and ack.tunnel_id == 31
+
+
+def test_wrong_peer_dropped_and_new_port_accepted_during_setup() -> None:
+    ep = L2tpEndpoint(rand_bytes=random.Random(1).randbytes, strict=True)
+    tid = ep.open_tunnel(LNS, TunnelConfig(), 0.0)
+    ep.datagrams_to_send(0.0)
+    avps = (
+        protocol_version_avp(),
+        str_avp(AvpType.HOST_NAME, "lns"),
+        uint32_avp(AvpType.FRAMING_CAPABILITIES, 1),
+        uint16_avp(AvpType.ASSIGNED_TUNNEL_ID, 88),
+    )
+    sccrp = encode_control(ControlMessage(tid, 0, 0, 1, MessageType.SCCRP, avps))
+    ep.receive_datagram(sccrp, ("198.51.100.7", 1701), 0.1)
+    assert ep.counters["wrong_peer"] == 1
+    ep.receive_datagram(sccrp, ("192.0.2.2", 40000), 0.1)  # RFC 2661 8.1: new source port
+    out = ep.datagrams_to_send(0.1)
+    assert [decode_control(d).message_type for d, _p in out] == [MessageType.SCCCN]
+    assert out[0][1] == ("192.0.2.2", 40000)
+    assert any(isinstance(e, TunnelEstablished) for e in events(ep))
+    info = ep.tunnel_info(tid)
+    assert info == (("192.0.2.2", 40000), 88, "ESTABLISHED", 0)
+    ep.receive_datagram(sccrp, ("192.0.2.2", 1701), 0.2)  # once up, the port is fixed
+    assert ep.counters["wrong_peer"] == 2
+
+
+def test_timer_heap_with_thousands_of_tunnels() -> None:
+    ep = L2tpEndpoint(rand_bytes=random.Random(2).randbytes, strict=True)
+    tids = [ep.open_tunnel(LNS, TunnelConfig(), i * 0.001) for i in range(3000)]
+    assert len(set(tids)) == 3000 and 0 not in tids
+    assert len(ep.datagrams_to_send(3.0)) == 3000
+    assert ep.get_timer() == 1.0
+    ep.handle_timer(1.0)  # only the first tunnel is due
+    assert len(ep.datagrams_to_send(1.0)) == 1
+    ep.handle_timer(2.0)
+    assert len(ep.datagrams_to_send(2.0)) == 1000  # opened at 0.001 .. 1.000
+    t = ep.get_timer()
+    assert t is not None and abs(t - 2.001) < 1e-9
+    while (deadline := ep.get_timer()) is not None:  # one schedule step per expiry
+        ep.handle_timer(deadline)
+        ep.datagrams_to_send(deadline)
+    closed = [e for e in events(ep) if isinstance(e, TunnelClosed)]
+    assert len(closed) == 3000 and {e.reason for e in closed} == {"retransmit-exhausted"}
+    assert not ep.tunnels and ep.get_timer() is None
+
+
+def test_internal_errors_are_counted_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    ep = L2tpEndpoint(lns_config=TunnelConfig())
+    ep.receive_datagram(sccrq(31), LAC, 0.0)
+    (t,) = ep.tunnels.values()
+
+    def boom(*_a: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(t, "receive", boom)
+    ep.receive_datagram(sccrq(31), LAC, 0.1)
+    assert ep.counters["internal_errors"] == 1
+
+
+def test_hidden_avp_with_wrong_secret_is_malformed() -> None:
+    ep = L2tpEndpoint(
+        rand_bytes=random.Random(3).randbytes,
+        lns_config=TunnelConfig(secret=b"right"),
+        strict=True,
+    )
+    avps = (
+        protocol_version_avp(),
+        str_avp(AvpType.HOST_NAME, "peer"),
+        uint32_avp(AvpType.FRAMING_CAPABILITIES, 1, hidden=True),
+        uint16_avp(AvpType.ASSIGNED_TUNNEL_ID, 9),
+    )
+    data = encode_control(ControlMessage(0, 0, 0, 0, MessageType.SCCRQ, avps), b"wrong")
+    ep.receive_datagram(data, LAC, 0.0)
+    assert ep.counters["malformed"] == 1 and not ep.tunnels
+    good = encode_control(ControlMessage(0, 0, 0, 0, MessageType.SCCRQ, avps), b"right")
+    ep.receive_datagram(good, LAC, 0.0)
+    assert len(ep.tunnels) == 1
+    assert any(isinstance(e, IncomingTunnel) for e in events(ep))
