@@ -1,0 +1,1 @@
+"""FreeRADIUS lab configuration (users file, generated radiusd.conf tree)."""
