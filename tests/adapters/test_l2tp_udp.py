@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.selectreactor import SelectReactor
 from twisted.internet.task import Clock
 
@@ -325,3 +327,124 @@ def test_our_lac_and_our_lns_over_real_udp_sockets() -> None:
         lns.stop()
         for _ in range(5):
             reactor.iterate(0)
+
+
+def test_silent_peer_clears_the_tunnel_after_the_schedule_on_a_real_reactor() -> None:
+    """The EngineTimer drives retransmission on a real reactor: a peer that never answers
+    gets the SCCRQ once plus one retransmission per schedule step but the last, then the
+    tunnel is cleared (RFC 2661 5.8)."""
+    from broker.l2tp.config import TunnelConfig
+    from broker.l2tp.endpoint import L2tpEndpoint
+    from broker.l2tp.events import TunnelClosed
+
+    reactor = SelectReactor()
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.setblocking(False)
+    events: list[object] = []
+    endpoint = L2tpEndpoint()
+    adapter: L2tpUdpAdapter[object] = L2tpUdpAdapter(
+        endpoint, reactor, "127.0.0.1", 0, on_event=events.append
+    )
+    adapter.start()
+    try:
+        config = TunnelConfig(retransmit=(0.05, 0.05, 0.05))
+        tid = adapter.call(endpoint.open_tunnel, sink.getsockname(), config)
+        deadline = reactor.seconds() + 5
+        while not events and reactor.seconds() < deadline:
+            reactor.iterate(0.01)
+        assert [type(e) for e in events] == [TunnelClosed]
+        closed = events[0]
+        assert isinstance(closed, TunnelClosed)
+        assert closed.tunnel_id == tid and closed.reason == "retransmit-exhausted"
+        received = []
+        while True:
+            try:
+                received.append(sink.recv(2048))
+            except BlockingIOError:
+                break
+        assert len(received) == 3 and len(set(received)) == 1
+        assert adapter.timer.counters["fired"] >= 3
+        assert adapter.timer.deadline is None or endpoint.get_timer() is not None
+    finally:
+        sink.close()
+        adapter.stop()
+        for _ in range(5):
+            reactor.iterate(0)
+
+
+def _control_like(tunnel_id: int, ns: int, nr: int, body: bytes) -> bytes:
+    """A control header with a correct Length over an arbitrary AVP soup."""
+    length = 12 + len(body)
+    return (
+        bytes([0xC8, 0x02])
+        + length.to_bytes(2, "big")
+        + tunnel_id.to_bytes(2, "big")
+        + bytes(2)
+        + ns.to_bytes(2, "big")
+        + nr.to_bytes(2, "big")
+        + body
+    )
+
+
+_avp_soup = st.lists(
+    st.builds(
+        lambda flags, t, value: (
+            (((flags & 0xC0) << 8) | (6 + len(value))).to_bytes(2, "big")
+            + bytes(2)
+            + t.to_bytes(2, "big")
+            + value
+        ),
+        st.integers(0, 255),
+        st.integers(0, 47),
+        st.binary(max_size=20),
+    ),
+    max_size=8,
+).map(b"".join)
+
+_datagrams = st.one_of(
+    st.binary(min_size=0, max_size=80),
+    st.builds(
+        _control_like,
+        st.sampled_from([0, 1, 0xFFFF]),
+        st.integers(0, 3),
+        st.integers(0, 3),
+        st.one_of(
+            _avp_soup,
+            # Message Type AVP first (SCCRQ, ICRQ, StopCCN, HELLO) then the soup.
+            st.tuples(st.sampled_from([1, 4, 6, 10]), _avp_soup).map(
+                lambda mt: bytes([0x80, 0x08, 0, 0, 0, 0, 0, mt[0]]) + mt[1]
+            ),
+        ),
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_datagrams, min_size=1, max_size=20))
+def test_random_datagrams_never_escape_the_adapter(datagrams: list[bytes]) -> None:
+    """Garbage (control or data) into a real endpoint through the adapter: nothing raises,
+    every control datagram reaches the endpoint, the engine reports no internal error."""
+    from broker.l2tp.config import TunnelConfig
+    from broker.l2tp.endpoint import L2tpEndpoint
+
+    clock = Clock()
+    endpoint = L2tpEndpoint(lns_config=TunnelConfig(secret=b"s", hide_avps=True))
+    data: list[bytes] = []
+    adapter: L2tpUdpAdapter[object] = L2tpUdpAdapter(
+        endpoint, clock, "192.0.2.1", on_data=lambda d, p: data.append(d)
+    )
+    adapter.makeConnection(FakeTransport())  # type: ignore[arg-type]
+    for dgram in datagrams:
+        adapter.datagramReceived(dgram, PEER)
+        clock.advance(0.5)
+    clock.advance(60)
+    controls = sum(1 for d in datagrams if d and d[0] & 0x80)
+    assert adapter.counters["rx_control"] == controls
+    assert (
+        adapter.counters["rx_data"]
+        == len(data)
+        == sum(1 for d in datagrams if d and not d[0] & 0x80)
+    )
+    assert adapter.counters["engine_errors"] == 0
+    assert endpoint.counters.get("internal_errors", 0) == 0
