@@ -176,6 +176,10 @@ class RawEthernetPort(Service):
         """Send one PPP frame (starting at the protocol field) in session ``session_id``."""
         self._write(interface, dst, ETH_P_PPP_SES, encode_session_frame(session_id, ppp))
 
+    def send_frame(self, interface: str, dst: MacAddress, ethertype: int, payload: bytes) -> None:
+        """Send one PPPoE frame (discovery or session stage) built by the caller."""
+        self._write(interface, dst, ethertype, payload)
+
     def terminate(self, key: PppoeSessionKey, reason: str) -> None:
         """PADT to the subscriber (RFC 2516 §5.5) and forget the session."""
         self.engine.terminate(key, reason, self.reactor.seconds())

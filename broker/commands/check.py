@@ -1,7 +1,7 @@
 """``l2tp-broker check``: validate a configuration and its realm policies, print what is wrong.
 
-For now it validates a policies directory (``--policies DIR``); the daemon configuration file
-(``-c CONFIG``) is accepted and will be validated once its loader exists.
+``-c CONFIG`` validates the daemon configuration (broker.yaml), resolves its secrets and then
+the policies directory it names; ``--policies DIR`` validates a policies directory alone.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from broker.config.loader import load_config
+from broker.config.model import SecretError
 from broker.policy.loader import PolicyError, load_policies
 
 
@@ -31,13 +33,27 @@ def run(args: argparse.Namespace) -> int:
     if config is not None and not config.is_file():
         print(f"error: {config}: configuration file not found", file=sys.stderr)
         return 1
+    if config is not None:
+        try:
+            cfg = load_config(config)
+            for server in (*cfg.radius.servers, *cfg.radius.accounting_servers):
+                server.secret.resolve()
+            for client in cfg.radius.dynauth_clients:
+                client.secret.resolve()
+            if cfg.pppoe.cookie_secret is not None:
+                cfg.pppoe.cookie_secret.resolve()
+        except (PolicyError, SecretError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(
+            f"ok: {config}: node {cfg.node_id}, {len(cfg.radius.servers)} RADIUS server(s), "
+            f"state {cfg.state.split('://')[0]}, dataplane {cfg.dataplane}"
+        )
+        if policies is None:
+            policies = cfg.policies
     if policies is None:
-        if config is None:
-            print(
-                "error: nothing to check; give --policies DIR (and/or -c CONFIG)", file=sys.stderr
-            )
-            return 2
-        policies = config.parent / "policies"
+        print("error: nothing to check; give -c CONFIG and/or --policies DIR", file=sys.stderr)
+        return 2
     try:
         result = load_policies(policies)
     except PolicyError as exc:

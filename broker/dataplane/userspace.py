@@ -64,7 +64,6 @@ class UserspaceSplice:
         self._by_l2tp: dict[tuple[int, int], SpliceEntry] = {}
         self._by_call: dict[int, SpliceEntry] = {}
         self.counters: dict[str, int] = {
-            "unknown_upstream": 0,
             "unknown_downstream": 0,
             "malformed_downstream": 0,
         }
@@ -122,8 +121,7 @@ class UserspaceSplice:
         """A PPP frame from the subscriber (PPPoE payload); False if no such splice."""
         entry = self._by_pppoe.get((interface, bytes(mac), pppoe_session_id))
         if entry is None:
-            self.counters["unknown_upstream"] += 1
-            return False
+            return False  # not spliced (yet): the caller hands it to the call flow
         c = entry.counters
         c["input_octets"] += len(ppp)
         c["input_packets"] += 1

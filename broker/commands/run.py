@@ -1,0 +1,102 @@
+"""``l2tp-broker run -c broker.yaml``: run one broker node until SIGTERM.
+
+SIGTERM/SIGINT: graceful stop (CDN + PADT + Accounting-Stop for every call, StopCCN, then
+Accounting-Off). SIGHUP: reload realm policies. Exit codes: 0 clean, 2 configuration error,
+3 missing privilege or facility.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from broker.config.loader import ConfigError, load_config
+from broker.config.model import SecretError
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("run", help="run the broker daemon")
+    p.add_argument("-c", "--config", type=Path, required=True, help="broker.yaml")
+    p.add_argument(
+        "--interface",
+        action="append",
+        default=[],
+        help="PPPoE access interface (repeatable; overrides 'interfaces:')",
+    )
+    p.set_defaults(handler=handle)
+
+
+def setup_logging(fmt: str, level: str) -> None:
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        jsonFileLogObserver,
+        textFileLogObserver,
+    )
+
+    observer: Any = (
+        jsonFileLogObserver(sys.stdout) if fmt == "json" else textFileLogObserver(sys.stdout)
+    )
+    predicate: Any = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
+    filtered: Any = FilteringLogObserver(observer, [predicate])
+    globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=False)
+
+
+def handle(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"l2tp-broker: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from twisted.internet import reactor as default_reactor
+
+    from broker.policy.loader import PolicyError
+    from broker.service import BrokerNode, DataplaneUnavailable, state_dir_ready
+
+    reactor: Any = default_reactor
+    try:
+        state_dir_ready(cfg)
+        node = BrokerNode(cfg, reactor, interfaces=tuple(args.interface) or cfg.interfaces)
+    except (PolicyError, SecretError) as exc:
+        print(f"l2tp-broker: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except DataplaneUnavailable as exc:
+        print(f"l2tp-broker: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        print(
+            f"l2tp-broker: {exc}; the daemon needs CAP_NET_RAW and CAP_NET_ADMIN", file=sys.stderr
+        )
+        return 3
+    setup_logging(cfg.log_format, cfg.log_level)
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            node.startService()
+        except PermissionError as exc:
+            failed.append(exc)
+            print(
+                f"l2tp-broker: cannot open raw sockets: {exc}; the daemon needs "
+                "CAP_NET_RAW (PPPoE) and CAP_NET_ADMIN",
+                file=sys.stderr,
+            )
+            reactor.stop()
+        except OSError as exc:
+            failed.append(exc)
+            print(f"l2tp-broker: cannot start: {exc}", file=sys.stderr)
+            reactor.stop()
+
+    def stop() -> Any:
+        return node.stopService() if node.running else None
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
+    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(node.reload_policies))
+    reactor.run()
+    return 3 if failed else 0
