@@ -32,11 +32,13 @@ from broker.radius.accounting import (
     NasInfo,
     accounting_off_record,
     accounting_on_record,
+    check_record,
 )
 from broker.radius.acct_client import (
     AccountingClient,
     Event,
     RecordAcknowledged,
+    RecordRejected,
     ServerAlive,
     ServerDead,
 )
@@ -84,10 +86,12 @@ class AccountingService(Service):
         self._timer = EngineTimer(engine, reactor, self._pump, name="accounting")
         self._fed_upto = 0
         self._pending_acks: list[int] = []
+        self._pending_drops: list[int] = []
         self._ack_call: Any = None
         self._flusher: task.LoopingCall | None = None
         self._waiters: dict[int, defer.Deferred[None]] = {}
         self.acked = 0
+        self.rejected = 0
         self.write_errors = 0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -149,7 +153,12 @@ class AccountingService(Service):
         return self.submit_many([record])[0]
 
     def submit_many(self, records: Sequence[AcctRecord]) -> list[int]:
-        """Spool several records in one transaction, then send them."""
+        """Spool several records in one transaction, then send them.
+
+        Raises :class:`broker.radius.accounting.InvalidRecord` (nothing spooled) when one of
+        them cannot be encoded: a record in the spool must always be sendable."""
+        for r in records:
+            check_record(r)
         seqs = self.spool.append_many(records)
         if self._port is not None:
             self._pump()
@@ -200,23 +209,32 @@ class AccountingService(Service):
         while (ev := self.engine.next_event()) is not None:
             if isinstance(ev, RecordAcknowledged):
                 self._pending_acks.append(ev.seq)
+            elif isinstance(ev, RecordRejected):  # only a spool written by other code
+                _log.error(
+                    "accounting: dropping unsendable record {rid}: {why}",
+                    rid=ev.record_id,
+                    why=ev.reason,
+                )
+                self._pending_drops.append(ev.seq)
             elif isinstance(ev, ServerDead):
                 _log.warn("accounting server {server} dead", server=ev.server)
             elif isinstance(ev, ServerAlive):
                 _log.info("accounting server {server} alive", server=ev.server)
             if self._on_event is not None:
                 self._on_event(ev)
-        if self._pending_acks and self._ack_call is None:
+        if (self._pending_acks or self._pending_drops) and self._ack_call is None:
             self._ack_call = self._reactor.callLater(0, self._commit_acks)
         self._timer.rearm()
 
     def _commit_acks(self) -> None:
         self._ack_call = None
-        if not self._pending_acks:
+        if not self._pending_acks and not self._pending_drops:
             return
         acks, self._pending_acks = self._pending_acks, []
-        self.spool.ack_many(acks)
+        drops, self._pending_drops = self._pending_drops, []
+        self.spool.ack_many(acks + drops)
         self.acked += len(acks)
+        self.rejected += len(drops)
         for seq in acks:
             d = self._waiters.pop(seq, None)
             if d is not None:

@@ -18,6 +18,7 @@ and the packet with the RFC 2866 section 3 Request Authenticator by
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -31,6 +32,7 @@ from broker.radius.constants import (
     TunnelType,
 )
 from broker.radius.packet import RawAttribute, attribute, encode_request
+from broker.wire import LocalProtocolError
 
 __all__ = [
     "AcctAuthentic",
@@ -38,12 +40,14 @@ __all__ = [
     "AcctStatusType",
     "AcctTerminateCause",
     "Counters",
+    "InvalidRecord",
     "NasInfo",
     "SessionIdAllocator",
     "SessionInfo",
     "TunnelInfo",
     "accounting_off_record",
     "accounting_on_record",
+    "check_record",
     "encode_accounting_request",
     "interim_record",
     "split_gigawords",
@@ -110,12 +114,26 @@ class AcctRecord:
         ]
 
 
+class InvalidRecord(LocalProtocolError):
+    """A record that cannot be encoded (unknown attribute name, value of the wrong type or
+    range, packet too long): a bug on our side, refused before it reaches the spool."""
+
+
 def encode_accounting_request(
     record: AcctRecord, identifier: int, secret: bytes, *, delay: int
 ) -> bytes:
-    return encode_request(
-        Code.ACCOUNTING_REQUEST, identifier, record.wire_attributes(delay), secret
-    )
+    """The Accounting-Request for one transmission (raises :class:`InvalidRecord`)."""
+    try:
+        return encode_request(
+            Code.ACCOUNTING_REQUEST, identifier, record.wire_attributes(delay), secret
+        )
+    except (KeyError, ValueError, TypeError, OverflowError, struct.error, LocalProtocolError) as e:
+        raise InvalidRecord(f"record {record.record_id}: {e!r}") from e
+
+
+def check_record(record: AcctRecord) -> None:
+    """Raise :class:`InvalidRecord` unless the record encodes (call before spooling it)."""
+    encode_accounting_request(record, 0, b"check", delay=GIGAWORD - 1)
 
 
 # -- builders -----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from broker.radius.accounting import AcctRecord, encode_accounting_request
+from broker.radius.accounting import AcctRecord, InvalidRecord, encode_accounting_request
 from broker.radius.constants import HEADER_LENGTH, Code
 from broker.radius.packet import verify_response
 
@@ -58,6 +58,15 @@ class RecordAcknowledged:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordRejected:
+    """The record cannot be encoded (see :class:`InvalidRecord`); it was dropped."""
+
+    seq: int
+    record_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServerDead:
     server: str
 
@@ -67,7 +76,7 @@ class ServerAlive:
     server: str
 
 
-Event = RecordAcknowledged | ServerDead | ServerAlive
+Event = RecordAcknowledged | RecordRejected | ServerDead | ServerAlive
 
 
 @dataclass(slots=True)
@@ -139,6 +148,7 @@ class AccountingClient:
             "forged": 0,
             "unknown": 0,
             "malformed": 0,
+            "rejected": 0,
         }
 
     # -- commands --------------------------------------------------------------------------
@@ -168,9 +178,13 @@ class AccountingClient:
             self._queued.discard(seq)
             self._inflight[seq] = _InFlight(seq, record)
         out: list[Datagram] = []
-        for entry in self._inflight.values():
+        for entry in list(self._inflight.values()):
             if entry.next_retry is None:
-                d = self._transmit(entry, now)
+                try:
+                    d = self._transmit(entry, now)
+                except InvalidRecord as exc:
+                    self._reject(entry, str(exc))
+                    continue
                 if d is not None:
                     out.append(d)
         return out
@@ -277,6 +291,13 @@ class AccountingClient:
         step = self.backoff[min(entry.attempt, len(self.backoff) - 1)]
         entry.next_retry = now + step
         return Datagram(server.spec.name, server.spec.address, tx.payload)
+
+    def _reject(self, entry: _InFlight, reason: str) -> None:
+        self._release(entry.current, entry)
+        self._release(entry.previous, entry)
+        del self._inflight[entry.seq]
+        self.counters["rejected"] += 1
+        self._events.append(RecordRejected(entry.seq, entry.record.record_id, reason))
 
     def _server_timeout(self, idx: int, now: float) -> None:
         s = self._servers[idx]

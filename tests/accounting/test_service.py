@@ -7,12 +7,13 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import pytest
 from twisted.internet import task
 from twisted.internet.protocol import DatagramProtocol
 
 from broker.accounting.service import AccountingService
 from broker.accounting.spool import Spool
-from broker.radius.accounting import AcctRecord, NasInfo
+from broker.radius.accounting import AcctRecord, InvalidRecord, NasInfo
 from broker.radius.acct_client import AccountingClient, AcctServer
 from broker.radius.packet import decode_packet, verify_request
 
@@ -160,3 +161,25 @@ def test_accounting_off_gives_up_after_timeout(tmp_path: Path) -> None:
     r.advance(2.0)
     assert done == [None] and not r.ports[0].listening
     assert svc.spool.depth() == 2  # On and Off stay spooled for the next start
+
+
+def test_invalid_record_refused_before_spooling(tmp_path: Path) -> None:
+    r = FakeReactor()
+    svc = make(tmp_path, r)
+    svc.startService()
+    bad = AcctRecord("bad", 1, (("No-Such-Attribute", "x"),), r.seconds())
+    with pytest.raises(InvalidRecord):
+        svc.submit_many([rec(1, r.seconds()), bad])
+    assert svc.spool.depth() == 0 and r.ports[0].sent == []
+
+
+def test_unsendable_spooled_record_is_dropped_not_stuck(tmp_path: Path) -> None:
+    r = FakeReactor()
+    svc = make(tmp_path, r)
+    svc.spool.append(AcctRecord("bad", 1, (("User-Name", 5),), r.seconds()))
+    svc.spool.append(rec(2, r.seconds()))
+    svc.startService()
+    ((data, _),) = r.ports[0].sent
+    answer(r.ports[0], data)
+    r.advance(0)
+    assert svc.spool.depth() == 0 and svc.rejected == 1 and svc.acked == 1

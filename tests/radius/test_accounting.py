@@ -14,12 +14,14 @@ from broker.radius.accounting import (
     AcctStatusType,
     AcctTerminateCause,
     Counters,
+    InvalidRecord,
     NasInfo,
     SessionIdAllocator,
     SessionInfo,
     TunnelInfo,
     accounting_off_record,
     accounting_on_record,
+    check_record,
     encode_accounting_request,
     interim_record,
     split_gigawords,
@@ -229,3 +231,21 @@ def test_record_wire_round_trip(r: AcctRecord, ident: int, delay: int) -> None:
         for n, v in r.attributes
     ]
     assert decoded[1:-1] == expected
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        (("No-Such-Attribute", "x"),),
+        (("User-Name", 5),),
+        (("NAS-IP-Address", "300.1.1.1"),),
+        (("Acct-Session-Time", -1),),
+        (("Acct-Session-Time", 2**32),),
+        (("User-Name", "x" * 300),),
+        tuple(("Class", bytes(250)) for _ in range(20)),
+    ],
+)
+def test_check_record_refuses_unencodable(attrs: tuple[tuple[str, object], ...]) -> None:
+    with pytest.raises(InvalidRecord):
+        check_record(AcctRecord("r", 1, attrs, 0.0))  # type: ignore[arg-type]
+    check_record(start_record(SESSION, 1.0))

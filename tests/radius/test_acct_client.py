@@ -16,6 +16,7 @@ from broker.radius.acct_client import (
     AcctServer,
     Datagram,
     RecordAcknowledged,
+    RecordRejected,
     ServerAlive,
     ServerDead,
 )
@@ -210,3 +211,14 @@ def test_every_record_acked_exactly_once(
         assert sorted(acked) == list(range(n))
     else:
         assert acked == [] and c.in_flight == min(n, window)
+
+
+def test_unencodable_record_rejected_not_stuck() -> None:
+    c = AccountingClient([A])
+    c.submit(1, AcctRecord("bad", 1, (("NAS-IP-Address", "not-an-ip"),), 100.0))
+    c.submit(2, rec(2))
+    (d,) = c.datagrams_to_send(100.0)
+    (ev,) = events(c)
+    assert isinstance(ev, RecordRejected) and (ev.seq, ev.record_id) == (1, "bad")
+    c.receive_datagram(reply(d), A.address, 100.1)
+    assert c.counters["rejected"] == 1 and c.in_flight == 0
