@@ -261,7 +261,8 @@ class ControlAutomaton:
                 self.restart_count = self.restart.max_terminate
             else:
                 self.restart_count = self.restart.max_configure
-                self.failure_count = 0
+                if self.state in (State.STARTING, State.CLOSED, State.STOPPED, State.OPENED):
+                    self.failure_count = 0  # a new negotiation starts
         elif action is Action.ZRC:
             self.restart_count = 0
             self._start_timer()
@@ -274,6 +275,7 @@ class ControlAutomaton:
             self.restart_count -= 1
             self._start_timer()
         elif action is Action.SCA:
+            self.failure_count = 0  # Max-Failure counts Naks sent without an Ack between
             self.peer_request_acked(self._rx_options)
             self._send(LcpCode.CONFIGURE_ACK, self._rx.identifier, self._rx.data)
         elif action is Action.SCN:
