@@ -97,7 +97,9 @@ def test_sigkill_and_server_outage_lose_nothing(tmp_path: Path) -> None:
         assert depth == 2 * SESSIONS  # all spooled once (idempotent resubmission), none acked
         # 3. the server returns; everything drains
         radius.start()
+        t_up = time.monotonic()
         _read_until(second.stdout, "DRAINED", deadline, seen)
+        drain = time.monotonic() - t_up
         assert second.wait(timeout=10) == 0
         records = radius.records()
         counts = Counter((r["Acct-Session-Id"], r["Acct-Status-Type"]) for r in records)
@@ -113,7 +115,7 @@ def test_sigkill_and_server_outage_lose_nothing(tmp_path: Path) -> None:
             stop["Acct-Input-Gigawords"] == "5" and stop["Acct-Terminate-Cause"] == "User-Request"
         )
         print(
-            f"records={len(records)} duplicates={duplicates} killed_at={last} "
+            f"records={len(records)} duplicates={duplicates} killed_at={last} drain={drain:.2f}s "
             f"elapsed={time.monotonic() - t0:.1f}s"
         )
     finally:
