@@ -76,6 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stop", action="store_true", help="send StopCCN before exiting")
     p.add_argument("--max-data-events", type=int, default=5)
     p.add_argument("--retransmit", default="1,2,4,8,8", help="retransmit schedule, seconds")
+    p.add_argument("--hello-interval", type=float, default=60.0, help="idle time before HELLO")
     args = p.parse_args(argv)
     args.until_set = {c.strip() for c in args.until.split(",") if c.strip()}
     unknown = args.until_set - set(CONDITIONS)
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         secret=secret,
         hide_avps=bool(args.hide),
         retransmit=tuple(float(x) for x in args.retransmit.split(",")),
+        hello_interval=args.hello_interval,
     )
     endpoint = L2tpEndpoint()
     state: dict[str, Any] = {

@@ -6,7 +6,9 @@ The probe's ICRQ carries hidden Called/Calling Number AVPs (RFC 2661 4.3), the c
 spanning three MD5 blocks: xl2tpd logging the plain values proves it revealed them with the
 shared secret (an independent implementation agreeing with our hiding). xl2tpd answers the ICCN by
 starting pppd, which fails on this kernel (no /dev/ppp), so xl2tpd clears the call with a CDN:
-the probe must report a SessionClosed from the peer with its result code and no error.
+the probe must report a SessionClosed from the peer with its result code and no error. The
+tunnel then idles with a short HELLO interval (keepalives acknowledged) and is closed with
+our StopCCN.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ def test_our_lac_against_xl2tpd_auth_hidden_avps_and_peer_cdn() -> None:
                     "--calling-number", CALLING,
                     "--called-number", "wholesale-svc",
                     "--until", "session-closed",
+                    "--hello-interval", "0.5",
+                    "--hold", "1.5",
                     "--stop",
                     "--timeout", "20",
                 ],
@@ -85,6 +89,10 @@ def test_our_lac_against_xl2tpd_auth_hidden_avps_and_peer_cdn() -> None:
     assert closed["by_peer"] is True and closed["during_setup"] is False
     assert isinstance(closed["result"], int) and 1 <= closed["result"] <= 11
     _clean_counters(run.one("counters"))
+
+    # While idle we sent HELLOs (RFC 2661 5.5); xl2tpd acknowledged each one in time.
+    assert "message type 6 (Hello)" in log
+    assert run.one("counters")["endpoint"]["retransmits"] == 0
 
     # Our StopCCN closed the tunnel on xl2tpd's side too.
     assert run.one("TunnelClosed")["reason"] == "local"
