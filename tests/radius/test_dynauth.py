@@ -255,3 +255,47 @@ def test_signed_requests_always_get_one_verified_answer(
     }[code]
     assert reply[0] in expected
     assert (reply[0] in (Code.DISCONNECT_NAK, Code.COA_NAK)) == (cause(reply) is not None)
+
+
+#: UDP payload of frame 1 of tcpdump's test capture RADIUS-RFC5176.pcap (BSD licence; also in
+#: /work/shared/captures). tcpdump -v decodes it (radius-rfc5176-v.out) as Disconnect-Request
+#: (40), id 0x01, Authenticator e1792d2b..., one Message-Authenticator attribute.
+CAPTURED_DISCONNECT = bytes.fromhex(
+    "28010026e1792d2b4ab349f1a4c0fcc733d091c1501258513d662847e5f8734a30dbdac8e4af"
+)
+
+
+def test_golden_captured_disconnect_request() -> None:
+    """Frame 1 of tcpdump's RADIUS-RFC5176.pcap: Disconnect-Request id 1 with a
+    Message-Authenticator (tcpdump's radius-rfc5176-v.out agrees). Its Request
+    Authenticator and Message-Authenticator verify with the secret "testing123"; it names no
+    session, so the answer is Disconnect-NAK 402 Missing Attribute, signed likewise."""
+    raw = CAPTURED_DISCONNECT
+    pkt = decode_packet(raw)
+    assert (pkt.code, pkt.identifier) == (Code.DISCONNECT_REQUEST, 1)
+    assert pkt.authenticator.hex() == "e1792d2b4ab349f1a4c0fcc733d091c1"
+    assert [t for t, _ in pkt.attributes] == [Attr.MESSAGE_AUTHENTICATOR]
+    b = Broker()
+    srv = DynAuthServer(
+        [DynAuthClient("tcpdump", "10.0.0.10", b"testing123")],
+        nas_ip="10.0.0.1",
+        nas_identifier=None,
+        find_and_disconnect=b,
+    )
+    srv.receive_datagram(raw, ("10.0.0.10", 12345), NOW)
+    (reply,) = srv.datagrams_to_send(NOW)
+    assert reply.address == ("10.0.0.10", 12345)
+    assert reply.payload[0] == Code.DISCONNECT_NAK and cause(reply.payload) == 402
+    assert verify_response(
+        reply.payload, pkt.authenticator, b"testing123", require_message_authenticator=True
+    )
+    assert b.calls == []
+    # the same bytes under another secret are dropped
+    srv2 = DynAuthServer(
+        [DynAuthClient("x", "10.0.0.10", b"testing124")],
+        nas_ip=None,
+        nas_identifier=None,
+        find_and_disconnect=b,
+    )
+    srv2.receive_datagram(raw, ("10.0.0.10", 12345), NOW)
+    assert srv2.datagrams_to_send(NOW) == [] and srv2.counters["bad_authenticator"] == 1
