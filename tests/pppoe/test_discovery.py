@@ -470,3 +470,68 @@ def test_engine_never_raises_on_random_input(
         if isinstance(ev, SessionOpened):
             s.terminate(ev.key, "x", 1000.0)
     assert s.sessions == 0 and s.setups == 0
+
+
+@st.composite
+def _scenarios(draw: st.DrawFn) -> list[tuple[str, int, int]]:
+    # (action, client index, host-uniq index)
+    action = st.sampled_from(
+        ["padi", "padr", "padr_stale", "padt", "padt_wrong", "terminate", "done", "tick"]
+    )
+    return draw(st.lists(st.tuples(action, st.integers(0, 3), st.integers(0, 2)), max_size=60))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_scenarios())
+def test_engine_invariants_over_valid_sequences(steps: list[tuple[str, int, int]]) -> None:
+    """Random but well-formed client behaviour: session bookkeeping always adds up."""
+    s = make_server(max_setups=3, max_sessions=5, cookie_lifetime=10.0)
+    macs = [MacAddress(bytes([2, 0, 0, 0, 9, i])) for i in range(4)]
+    cookies: dict[tuple[int, int], bytes] = {}
+    live: dict[PppoeSessionKey, bool] = {}  # key -> still in setup
+    now = 0.0
+    for action, ci, hi in steps:
+        mac = macs[ci]
+        hu = Tag(TagType.HOST_UNIQ, bytes([hi]))
+        if action == "padi":
+            s.receive_discovery(IF, mac, BCAST, padi("", hu), now)
+            for f in s.frames_to_send():
+                pado = decode_discovery(f.payload)
+                assert pado.code is Code.PADO and pado.host_uniq == hu.value
+                assert pado.ac_cookie is not None
+                cookies[(ci, hi)] = pado.ac_cookie
+        elif action in ("padr", "padr_stale"):
+            cookie = cookies.get((ci, hi), b"\x00" * 16)
+            t = now + (25.0 if action == "padr_stale" else 0.0)
+            s.receive_discovery(IF, mac, AC_MAC, padr("", cookie, hu), t)
+            for f in s.frames_to_send():
+                pads = decode_discovery(f.payload)
+                assert pads.code is Code.PADS and pads.host_uniq == hu.value
+                if pads.session_id == 0:
+                    assert pads.errors and pads.errors[0][0] is TagType.AC_SYSTEM_ERROR
+        elif action in ("padt", "padt_wrong"):
+            mine = [k for k in live if k.mac == mac]
+            sid = mine[0].session_id if mine and action == "padt" else 0xFFFF
+            pkt = encode_discovery(DiscoveryPacket(Code.PADT, sid))
+            s.receive_discovery(IF, mac, AC_MAC, pkt, now)
+        elif action == "terminate" and live:
+            key = sorted(live, key=lambda k: (k.mac, k.session_id))[ci % len(live)]
+            s.terminate(key, "admin", now)
+            (f,) = s.frames_to_send()
+            assert decode_discovery(f.payload).session_id == key.session_id
+        elif action == "done" and live:
+            key = sorted(live, key=lambda k: (k.mac, k.session_id))[ci % len(live)]
+            s.setup_done(key)
+            live[key] = False
+        else:
+            now += 3.0
+        while (ev := s.next_event()) is not None:
+            if isinstance(ev, SessionOpened):
+                assert ev.key not in live and ev.key.session_id != 0
+                live[ev.key] = True
+            else:
+                assert ev.key in live
+                del live[ev.key]
+        assert s.sessions == len(live) <= 5
+        assert s.setups == sum(live.values()) <= 3
+        assert all(s.has_session(k) for k in live)
