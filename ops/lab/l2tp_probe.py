@@ -109,6 +109,77 @@ class ProbeRun:
         return ends[-1].get("reason") if ends else None
 
 
+class ProbeProcess:
+    """A probe started in the background (:func:`start_in_netns`); stdout goes to a file."""
+
+    def __init__(self, proc: Any, out_path: str, err_path: str) -> None:
+        self.proc = proc
+        self.out_path = out_path
+        self.err_path = err_path
+
+    def events(self) -> list[dict[str, Any]]:
+        with open(self.out_path, encoding="utf-8", errors="replace") as f:
+            return _parse(f.read())
+
+    def seen(self, kind: str) -> bool:
+        return any(e.get("event") == kind for e in self.events())
+
+    def wait(self, timeout: float) -> ProbeRun:
+        """Wait for the probe to exit (kill it after ``timeout``) and collect its output."""
+        import os
+        import subprocess
+
+        from ops.lab.netns import stop_process
+
+        timed_out = False
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            stop_process(self.proc)
+        with open(self.err_path, encoding="utf-8", errors="replace") as f:
+            err = f.read()
+        run = ProbeRun(self.proc.returncode, self.events(), err, timed_out)
+        for path in (self.out_path, self.err_path):
+            os.unlink(path)
+        return run
+
+
+def start_in_netns(ns: Any, args: list[str]) -> ProbeProcess:
+    """Start the probe inside ``ns`` without waiting (stdout/stderr to temporary files)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from ops.lab.netns import venv_python
+
+    root = Path(__file__).resolve().parents[2]
+    with (
+        tempfile.NamedTemporaryFile(prefix="l2tp-probe-", suffix=".out", delete=False) as out,
+        tempfile.NamedTemporaryFile(prefix="l2tp-probe-", suffix=".err", delete=False) as err,
+    ):
+        proc = ns.popen(
+            [venv_python(), "-u", "-m", "ops.lab.l2tp_probe", *args],
+            cwd=str(root),
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
+    return ProbeProcess(proc, out.name, err.name)
+
+
+def _parse(out: str) -> list[dict[str, Any]]:
+    events = []
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                events.append({"event": "unparsed", "line": line})
+    return events
+
+
 def run_in_netns(ns: Any, args: list[str], timeout: float) -> ProbeRun:
     """Run the probe inside ``ns`` (an ``ops.lab.netns.Netns``), wait at most ``timeout`` s.
 
@@ -136,15 +207,7 @@ def run_in_netns(ns: Any, args: list[str], timeout: float) -> ProbeRun:
         timed_out = True
         stop_process(proc)
         out, err = proc.communicate()
-    events = []
-    for line in out.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                events.append({"event": "unparsed", "line": line})
-    return ProbeRun(proc.returncode, events, err, timed_out)
+    return ProbeRun(proc.returncode, _parse(out), err, timed_out)
 
 
 def main(argv: list[str] | None = None) -> int:

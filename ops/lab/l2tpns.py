@@ -25,6 +25,7 @@ Facts (DESIGN.md section 4) this launcher deals with:
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import shutil
 import subprocess
@@ -164,6 +165,11 @@ class L2tpns:
             with contextlib.suppress(FileNotFoundError):
                 parts.append(path.read_text(errors="replace"))
         return "".join(parts)
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to l2tpns (SIGQUIT: clear every tunnel and session, then exit)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -14,10 +14,12 @@ same encoding correctly, see test_l2tp_xl2tpd.py), so a policy must not hide lon
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from broker.l2tp.data import decode_data
-from ops.lab.l2tp_probe import run_in_netns
+from ops.lab.l2tp_probe import run_in_netns, start_in_netns
 from ops.lab.l2tpns import L2tpns, L2tpnsConfig, rename_to_eth0
 from ops.lab.netns import namespaces, poll, veth
 from tests.support import require_binary, require_root
@@ -90,3 +92,43 @@ def test_our_lac_against_l2tpns_tunnel_and_session_up() -> None:
     # Our StopCCN reached l2tpns.
     assert run.one("TunnelClosed")["reason"] == "local"
     assert stopped, log[-3000:]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_l2tpns_shutdown_clears_our_tunnel_and_we_ack_its_stopccn() -> None:
+    """SIGQUIT makes l2tpns clear every tunnel with a StopCCN (result 6, shutting down) and
+    exit once that is acknowledged: our ZLB ack lets it finish at once."""
+    require_root()
+    require_binary("l2tpns")
+    with namespaces("lac", "l2ns") as (lac, lns):
+        _, lns_if = veth(lac, lns, f"{LAC_ADDR}/24", f"{LNS_ADDR}/24")
+        rename_to_eth0(lns, lns_if)
+        with L2tpns(lns, L2tpnsConfig(bind_address=LNS_ADDR, secret=SECRET)) as l2tpns:
+            probe = start_in_netns(
+                lac,
+                [
+                    "--local", LAC_ADDR,
+                    "--peer", LNS_ADDR,
+                    "--secret", SECRET,
+                    "--until", "tunnel-closed",
+                    "--hold", "0.5",  # time for a delayed ZLB ack to leave
+                    "--timeout", "20",
+                ],
+            )  # fmt: skip
+            session_up = poll(lambda: probe.seen("data"), 15)
+            l2tpns.signal(signal.SIGQUIT)
+            run = probe.wait(25)
+            exited = poll(lambda: not l2tpns.running(), 10)
+            log = l2tpns.log()
+
+    assert session_up, (run.events, log[-3000:])
+    assert not run.timed_out and run.exit_reason == "done", (run.events, run.stderr[-2000:])
+    assert "Traceback" not in run.stderr
+    closed = run.one("TunnelClosed")
+    assert closed["reason"] == "stopccn-received" and closed["during_setup"] is False
+    assert closed["result"] == 6  # RFC 2661 4.4.2: requester is being shut down
+    session_closed = run.one("SessionClosed")
+    assert session_closed["by_peer"] is True
+    assert run.one("counters")["endpoint"]["malformed"] == 0
+    assert exited and "Shutdown complete" in log, log[-3000:]
