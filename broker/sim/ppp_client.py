@@ -45,6 +45,7 @@ from broker.ppp.lcp_table import State
 from broker.wire import RemoteProtocolError
 
 _ZERO = b"\x00\x00\x00\x00"
+CHAP_METHODS = ("chap", "mschapv2")
 _DNS = (IpcpOption.PRIMARY_DNS, IpcpOption.SECONDARY_DNS)
 
 
@@ -227,7 +228,7 @@ class PppClient:
         self._pap_id = 0
         self._pap_deadline: float | None = None
         self._pap_remaining = 0
-        self._chap_last: tuple[int, bytes] | None = None  # (identifier, response frame)
+        self._chap_last: tuple[int, bytes, bytes] | None = None  # (id, challenge, response)
         self.authenticated = False
 
     # -- commands --------------------------------------------------------------------------
@@ -349,11 +350,14 @@ class PppClient:
         method = self.lcp.peer_auth
         if pkt.code == ChapCode.CHALLENGE:
             challenge = decode_chap_value(pkt.data)
-            if self.phase != "authenticate":
+            # RFC 1994 section 2: the authenticator may challenge again at any time (an
+            # LNS that does not take proxy authentication re-challenges after hand-over).
+            if self.phase not in ("authenticate", "network") or method not in CHAP_METHODS:
                 self._count("chap-challenge-out-of-phase")
                 return
-            if self._chap_last is not None and self._chap_last[0] == pkt.identifier:
-                self.lcp.out.append(self._chap_last[1])  # retransmitted challenge
+            last = self._chap_last
+            if last is not None and last[0] == pkt.identifier and last[1] == challenge.value:
+                self.lcp.out.append(last[2])  # a retransmitted challenge
                 return
             if method == "mschapv2":
                 value = mschapv2_response(self.rand_bytes(16), challenge.value, self.password)
@@ -367,21 +371,24 @@ class PppClient:
                 pkt.identifier,
                 ChapValue(value, self.username).encode(),
             )
-            self._chap_last = (pkt.identifier, frame)
+            self._chap_last = (pkt.identifier, challenge.value, frame)
             self.lcp.out.append(frame)
         elif pkt.code in (ChapCode.SUCCESS, ChapCode.FAILURE):
-            if self.phase != "authenticate" or self._chap_last is None:
+            last = self._chap_last
+            if self.phase not in ("authenticate", "network") or last is None:
                 self._count("chap-stale")
                 return
-            if pkt.identifier != self._chap_last[0]:
+            if pkt.identifier != last[0]:
                 self._count("chap-stale")
                 return
             message = pkt.data.decode("utf-8", "replace")
-            if pkt.code == ChapCode.SUCCESS:
-                self._authenticated(message, now)
-            else:
+            if pkt.code == ChapCode.FAILURE:
                 self.phase = "auth-failed"
                 self._events.append(ClientAuthFailed(message))
+            elif self.phase == "authenticate":
+                self._authenticated(message, now)
+            else:
+                self._count("chap-rechallenge-success")
         else:
             self._count("chap-unexpected-code")
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 from broker.ppp import LinkConfig, PppLink
+from broker.ppp.auth import ChapAuthenticator
 from broker.ppp.codec import decode_control, split_frame
 from broker.ppp.constants import PppProtocol
-from broker.ppp.lcp import RestartConfig
+from broker.ppp.lcp import LcpAutomaton, RestartConfig, Signal
 from broker.sim.ppp_client import (
     ClientAuthenticated,
     ClientAuthFailed,
@@ -153,3 +155,84 @@ def test_client_terminate_before_open() -> None:
         client.handle_timer(now)
     assert client.next_event() == ClientTerminated("local")
     assert now == 6.0  # Max-Terminate 2 x restart 3 s
+
+
+def test_lns_renegotiates_lcp_and_rechallenges() -> None:
+    """After hand-over many LNSs renegotiate LCP and run CHAP again: the client follows."""
+    r = random.Random(11)
+    lns = FakeLns(12)
+    client = PppClient("dave@example.org", "pw2", ("chap",), rand_bytes=r.randbytes)
+    lns.link.start(0.0)
+    client.start(0.0)
+    converse(lns, client)
+    lns.link.accept("ok", 0.0)
+    lns.link.hand_over()
+    lns.handed_over = True
+    lns.ipcp.up(0.0)
+    lns.ipcp.open(0.0)
+    assert ClientIpcpUp("192.0.2.10", "192.0.2.1") in converse(lns, client)
+
+    # The LNS's own LCP and CHAP take over the session.
+    counters: dict[str, int] = {}
+    lcp = LcpAutomaton(RestartConfig(), mru=1492, auth_request=("chap",), rand_bytes=r.randbytes)
+    out: list[bytes] = lcp.out
+    chap = ChapAuthenticator(
+        out.append,
+        counters,
+        algorithm=5,
+        name=b"lns",
+        restart_timer=3.0,
+        max_challenges=3,
+        rand_bytes=r.randbytes,
+    )
+    lcp.up(1.0)
+    lcp.open(1.0)
+    responses = []
+    for _ in range(30):
+        a = lcp.frames_to_send() + lns.ipcp.frames_to_send()
+        b = client.frames_to_send()
+        if not a and not b:
+            break
+        for f in a:
+            client.receive_frame(f, 1.0)
+        for f in b:
+            proto, info = split_frame(f)
+            if proto == PppProtocol.LCP:
+                lcp.receive(info, 1.0)
+            elif proto == PppProtocol.CHAP:
+                value = chap.receive(info, 1.0)
+                if value is not None:
+                    responses.append(value)
+                    chap.accept(b"again")
+            elif proto == PppProtocol.IPCP:
+                lns.ipcp.receive(info, 1.0)
+        if Signal.UP in lcp.signals:
+            lcp.signals.clear()
+            chap.start(1.0)
+            lns.ipcp.down(1.0)
+            lns.ipcp.up(1.0)
+    assert lcp.opened and client.lcp.opened
+    (response,) = responses
+    assert response.name == b"dave@example.org"
+    expected = hashlib.md5(bytes((chap.ident,)) + b"pw2" + chap.challenge).digest()
+    assert response.value == expected
+    events = []
+    while (e := client.next_event()) is not None:
+        events.append(e)
+    assert events[:2] == [ClientLcpOpened(), ClientAuthenticated("again")]
+    assert client.phase == "network"
+
+    # A re-challenge in the network phase is answered; Success changes nothing.
+    chap2 = ChapAuthenticator(
+        out.append, counters, algorithm=5, name=b"lns", restart_timer=3.0, max_challenges=1
+    )
+    chap2.start(2.0)
+    for f in lcp.frames_to_send():
+        client.receive_frame(f, 2.0)
+    (resp_frame,) = client.frames_to_send()
+    assert chap2.receive(split_frame(resp_frame)[1], 2.0) is not None
+    chap2.accept(b"still you")
+    for f in lcp.frames_to_send():
+        client.receive_frame(f, 2.0)
+    assert client.counters["chap-rechallenge-success"] == 1
+    assert client.next_event() is None
