@@ -70,7 +70,8 @@ def _stop(proc: subprocess.Popen[str] | None) -> None:
 
 
 @pytest.mark.integration
-def test_sigkill_and_server_outage_lose_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sync", ["full", "interval"])
+def test_sigkill_and_server_outage_lose_nothing(tmp_path: Path, sync: str) -> None:
     binary = require_binary("freeradius")
     port = random.randint(20000, 60000)
     secret = "acct-" + os.urandom(4).hex()
@@ -82,7 +83,7 @@ def test_sigkill_and_server_outage_lose_nothing(tmp_path: Path) -> None:
         deadline = t0 + 50
         seen: list[str] = []
         # 1. server down; the broker submits about half the sessions and is SIGKILLed
-        first = _driver(spool, port, secret, 0)
+        first = _driver(spool, port, secret, 0, "--sync", sync)
         assert first.stdout is not None
         last = 0
         while last < SESSIONS // 2:
@@ -90,7 +91,7 @@ def test_sigkill_and_server_outage_lose_nothing(tmp_path: Path) -> None:
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
         # 2. restarted: replays the spool, resubmits from the last confirmed point, finishes
-        second = _driver(spool, port, secret, last, "--exit-when-drained")
+        second = _driver(spool, port, secret, last, "--sync", sync, "--exit-when-drained")
         assert second.stdout is not None
         _read_until(second.stdout, "ALL-SUBMITTED", deadline, seen)
         depth = int(_read_until(second.stdout, "DEPTH", deadline, seen).split()[1])
@@ -115,7 +116,8 @@ def test_sigkill_and_server_outage_lose_nothing(tmp_path: Path) -> None:
             stop["Acct-Input-Gigawords"] == "5" and stop["Acct-Terminate-Cause"] == "User-Request"
         )
         print(
-            f"records={len(records)} duplicates={duplicates} killed_at={last} drain={drain:.2f}s "
+            f"sync={sync} records={len(records)} duplicates={duplicates} killed_at={last} "
+            f"drain={drain:.2f}s "
             f"elapsed={time.monotonic() - t0:.1f}s"
         )
     finally:
