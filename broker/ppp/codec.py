@@ -177,7 +177,8 @@ def decode_pap_request(data: bytes) -> PapRequest:
 
 
 def encode_pap_message(message: bytes) -> bytes:
-    """Data of an Authenticate-Ack/Nak: Msg-Length and Message."""
+    """Data of an Authenticate-Ack/Nak: Msg-Length and Message (cut to 255 octets)."""
+    message = message[:255]
     return bytes((len(message),)) + message
 
 

@@ -422,3 +422,11 @@ def test_echo_reply_with_own_magic_counts_loopback() -> None:
     p.link.receive_frame(encode_control(PppProtocol.LCP, 9, 77, b"\x00\x00\x00\x01zz"), p.now)
     reply = decode_control(split_frame(p.link.frames_to_send()[-1])[1])
     assert (reply.code, reply.identifier, reply.data) == (10, 77, magic + b"zz")
+
+
+def test_long_pap_message_is_cut_not_raised() -> None:
+    p = Pair(LinkConfig(auth=("pap",)), auth=("pap",))
+    p.start()
+    p.link.accept("x" * 400, p.now)
+    p.pump()
+    assert ClientAuthenticated("x" * 255) in p.client_events
