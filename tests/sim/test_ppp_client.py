@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from broker.ppp import LinkConfig, PppLink
 from broker.ppp.auth import ChapAuthenticator
 from broker.ppp.codec import decode_control, split_frame
@@ -236,3 +239,32 @@ def test_lns_renegotiates_lcp_and_rechallenges() -> None:
         client.receive_frame(f, 2.0)
     assert client.counters["chap-rechallenge-success"] == 1
     assert client.next_event() is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=30),
+            st.sampled_from([b"\xc0\x21", b"\xc2\x23", b"\xc0\x23", b"\x80\x21"]).flatmap(
+                lambda p: st.binary(max_size=30).map(lambda b: p + b)
+            ),
+        ),
+        max_size=8,
+    ),
+    st.booleans(),
+)
+def test_client_never_raises_on_garbage(garbage: list[bytes], opened: bool) -> None:
+    r = random.Random(5)
+    lns = FakeLns(6)
+    client = PppClient("x", "y", rand_bytes=r.randbytes)
+    client.start(0.0)
+    if opened:
+        lns.link.start(0.0)
+        converse(lns, client)
+        lns.link.accept("ok", 0.0)
+        converse(lns, client)
+    for g in garbage:
+        client.receive_frame(g, 0.0)
+        client.frames_to_send()
+    client.handle_timer(100.0)
