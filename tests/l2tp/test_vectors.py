@@ -24,7 +24,7 @@ from broker.l2tp.codec import (
     parse_q931_cause,
     parse_result_code,
     parse_str,
-    parse_uint16,
+    peek_header,
     proxy_authen_id_avp,
     q931_cause_avp,
     result_code_avp,
@@ -34,8 +34,9 @@ from broker.l2tp.codec import (
     uint64_avp,
 )
 from broker.l2tp.constants import AvpType, MessageType
+from broker.l2tp.data import encode_data, split_data
 from broker.l2tp.hidden import padding_needed
-from tests.support import require_binary
+from tests.support import require_binary, require_root
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "l2tp"
 CHALLENGE = b"0123456789abcdef"  # what capture.py sent as its own Challenge
@@ -54,13 +55,17 @@ def load(path: Path) -> tuple[bytes, dict[str, str]]:
 
 
 FILES = sorted(VECTORS.glob("*.hex"))
+CONTROL_FILES = [p for p in FILES if not p.stem.endswith("_data")]
+DATA_FILES = [p for p in FILES if p.stem.endswith("_data")]
 
 
 def test_vectors_present() -> None:
-    names = {p.name for p in FILES}
-    for expected in ("xl2tpd_lns_secure_sccrp.hex", "xl2tpd_lac_secure_sccrq.hex"):
-        assert expected in names
-    assert len(FILES) >= 16
+    names = {p.stem for p in FILES}
+    for impl_role in ("xl2tpd_lns", "xl2tpd_lac", "l2tpns_lns"):
+        for mode in ("plain", "secure"):
+            assert any(n.startswith(f"{impl_role}_{mode}_") for n in names), impl_role
+    assert "xl2tpd_lac_secure_sccrq" in names and "l2tpns_lns_secure_sccrp" in names
+    assert DATA_FILES
 
 
 def _ints(text: str) -> list[int]:
@@ -70,15 +75,17 @@ def _ints(text: str) -> list[int]:
 def _uint(msg: ControlMessage, t: AvpType) -> int:
     avp = msg.get(t)
     assert avp is not None, t.name
-    return parse_uint16(avp.value) if len(avp.value) == 2 else int.from_bytes(avp.value, "big")
+    return int.from_bytes(avp.value, "big")
 
 
-@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+@pytest.mark.parametrize("path", CONTROL_FILES, ids=[p.stem for p in CONTROL_FILES])
 def test_vector_decodes_as_tshark_says_and_reencodes(path: Path) -> None:
     data, f = load(path)
     secret = f["secret"].encode() if "secret" in f else None
     msg = decode_control(data, secret)
 
+    assert f["l2tp.type"] == "1"
+    assert peek_header(data) == (True, msg.tunnel_id, msg.session_id)
     assert msg.tunnel_id == int(f["l2tp.tunnel"])
     assert msg.session_id == int(f["l2tp.session"])
     assert msg.ns == int(f["l2tp.Ns"])
@@ -104,10 +111,11 @@ def test_vector_decodes_as_tshark_says_and_reencodes(path: Path) -> None:
         "l2tp.avp.assigned_session_id": AvpType.ASSIGNED_SESSION_ID,
         "l2tp.avp.firmware_revision": AvpType.FIRMWARE_REVISION,
         "l2tp.avp.receive_window_size": AvpType.RECEIVE_WINDOW_SIZE,
+        "l2tp.tie_breaker": AvpType.TIE_BREAKER,
     }
     for key, t in simple.items():
         if key in f:
-            assert _uint(msg, t) == int(f[key]), key
+            assert _uint(msg, t) == int(f[key], 0), key
     for key, t in (
         ("l2tp.avp.host_name", AvpType.HOST_NAME),
         ("l2tp.avp.vendor_name", AvpType.VENDOR_NAME),
@@ -138,25 +146,60 @@ def test_vector_decodes_as_tshark_says_and_reencodes(path: Path) -> None:
         assert error == (int(f["l2tp.avp.error_code"]) if "l2tp.avp.error_code" in f else None)
         assert message == f.get("l2tp.avp.error_message", "")
 
-    # byte-for-byte re-encoding (xl2tpd never hides, so no randomness is consumed)
+    # byte-for-byte re-encoding (neither peer hides AVPs, so no randomness is consumed)
     def no_random(n: int) -> bytes:
         raise AssertionError("no randomness expected")
 
     assert encode_control(msg, secret, rand_bytes=no_random) == data
 
 
-def test_xl2tpd_challenge_responses_match_ours() -> None:
-    """xl2tpd's answers to our Challenge equal RFC 2661 5.1.1 as we compute it."""
-    for name, reply in (
-        ("xl2tpd_lns_secure_sccrp.hex", MessageType.SCCRP),
-        ("xl2tpd_lac_secure_scccn.hex", MessageType.SCCCN),
-    ):
-        data, f = load(VECTORS / name)
+@pytest.mark.parametrize("path", DATA_FILES, ids=[p.stem for p in DATA_FILES])
+def test_data_vector_decodes_as_tshark_says_and_reencodes(path: Path) -> None:
+    data, f = load(path)
+    header, payload = split_data(data)
+    assert f["l2tp.type"] == "0"
+    assert peek_header(data) == (False, header.tunnel_id, header.session_id)
+    assert header.tunnel_id == int(f["l2tp.tunnel"])
+    assert header.session_id == int(f["l2tp.session"])
+    assert (header.length is not None) == (f["l2tp.length_bit"] == "1")
+    assert (header.ns is not None) == (f["l2tp.seq_bit"] == "1")
+    assert (header.offset_pad > 0) == (f["l2tp.offset_bit"] == "1")
+    assert header.priority == (f["l2tp.priority"] == "1")
+    # l2tpns sends PPP with the HDLC address/control octets FF 03 (DESIGN 3)
+    assert payload[:2] == b"\xff\x03"
+    assert payload[2:4] == b"\xc0\x21" and payload[4] == int(f["ppp.code"])  # LCP
+    assert encode_data(header, payload) == data
+
+
+def test_challenge_responses_of_real_peers_match_ours() -> None:
+    """xl2tpd's and l2tpns's answers to our Challenge equal RFC 2661 5.1.1 as we compute it."""
+    checked = 0
+    for path in CONTROL_FILES:
+        data, f = load(path)
+        if "secret" not in f or "l2tp.avp.chap_challenge_response" not in f:
+            continue
         secret = f["secret"].encode()
         msg = decode_control(data, secret)
         resp = msg.get(AvpType.CHALLENGE_RESPONSE)
-        assert resp is not None
-        assert resp.value == challenge_response(reply, secret, CHALLENGE)
+        assert resp is not None and msg.message_type is not None
+        assert resp.value == challenge_response(msg.message_type, secret, CHALLENGE)
+        checked += 1
+    assert checked >= 3  # xl2tpd SCCRP, xl2tpd SCCCN, l2tpns SCCRP
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("run", ["xl2tpd_lns_secure", "xl2tpd_lac_secure", "l2tpns_lns_secure"])
+def test_real_peers_reveal_our_hidden_avps(run: str) -> None:
+    """Live: xl2tpd (both roles) and l2tpns reveal the Assigned Session ID we hide (they
+    answer on that session id) and accept our Challenge Responses."""
+    require_root()
+    impl = run.split("_")[0]
+    require_binary(impl)
+    if impl == "l2tpns":
+        require_binary("unshare")
+    from tests.vectors.l2tp import capture
+
+    capture.exchange(run, quick=True)
 
 
 # -- tshark decodes what we encode -------------------------------------------------------------
