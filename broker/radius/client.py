@@ -18,7 +18,9 @@ dead server holding its Identifiers until they time out never starves another se
 
 from __future__ import annotations
 
+import functools
 import heapq
+import ipaddress
 import os
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -28,7 +30,7 @@ from itertools import count
 from broker.radius import packet as _packet
 from broker.radius.constants import AUTH_PORT, Attr, Code, FramedProtocol, NasPortType, ServiceType
 from broker.radius.tunnel import SkippedTunnel, TunnelCandidate, parse_tunnels
-from broker.wire import LocalProtocolError, RemoteProtocolError
+from broker.wire import LocalProtocolError
 
 __all__ = [
     "AccessAccepted",
@@ -49,6 +51,11 @@ RandBytes = Callable[[int], bytes]
 
 
 # -- configuration and requests ----------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=256)
+def _ipv4(text: str) -> bytes:
+    return ipaddress.IPv4Address(text).packed
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +120,7 @@ class AuthRequest:
             )
             attrs.append((Attr.CHAP_CHALLENGE, self.chap.challenge))
         if self.nas_ip is not None:
-            attrs.append(_packet.attribute("NAS-IP-Address", self.nas_ip))
+            attrs.append((Attr.NAS_IP_ADDRESS, _ipv4(self.nas_ip)))
         if self.nas_identifier is not None:
             attrs.append((Attr.NAS_IDENTIFIER, self.nas_identifier.encode()))
         ints = (
@@ -214,7 +221,9 @@ class _IdPool:
 @dataclass(slots=True)
 class _Call:
     key: Hashable
-    attrs: list[RawAttribute]
+    #: the request's attributes except User-Password, encoded once for every server
+    encoded: bytes
+    password: bytes | None
     started: float
     tried: list[int] = field(default_factory=list)
     server: int = -1
@@ -289,7 +298,15 @@ class RadiusClient:
         """Start an Access-Request; the answer is an AccessAccepted/Rejected/TimedOut event."""
         if key in self._calls:
             raise LocalProtocolError(f"request {key!r} already in progress")
-        call = _Call(key=key, attrs=request.attributes(), started=now)
+        attrs = request.attributes()
+        call = _Call(
+            key=key,
+            encoded=_packet.encode_attributes(
+                [(t, v) for t, v in attrs if t != Attr.USER_PASSWORD]
+            ),
+            password=request.pap_password,
+            started=now,
+        )
         self._calls[key] = call
         self.counters["requests"] += 1
         self._start_on(call, self._pick_server(call) or 0, now)
@@ -356,13 +373,9 @@ class RadiusClient:
         server = self.servers[sidx]
         # BlastRADIUS: authenticate the reply (Response Authenticator AND a valid
         # Message-Authenticator) before its code is looked at.
-        if not _packet.verify_reply(payload, call.authenticator, server.secret):
+        reply = _packet.decode_verified_reply(payload, call.authenticator, server.secret)
+        if reply is None:
             self.counters["forged_replies"] += 1
-            return
-        try:
-            reply = _packet.decode_packet(payload)
-        except RemoteProtocolError:
-            self.counters["malformed"] += 1
             return
         if any(t == Attr.PROXY_STATE for t, _ in reply.attributes):
             # We never send Proxy-State, so a reply carrying one was not built for us.
@@ -441,8 +454,8 @@ class RadiusClient:
         srv = self.servers[server]
         call.authenticator = self._rand(16)
         code = Code.STATUS_SERVER if call.probe else Code.ACCESS_REQUEST
-        call.payload = _packet.encode_request(
-            code, call.ident, call.attrs, srv.secret, call.authenticator
+        call.payload = _packet.encode_access_request(
+            call.ident, call.encoded, call.password, srv.secret, call.authenticator, code=code
         )
         call.tries = 0
         self._inflight[(call.socket, server, call.ident)] = call
@@ -509,7 +522,13 @@ class RadiusClient:
         attrs: list[RawAttribute] = []
         if self._nas_identifier is not None:
             attrs.append((Attr.NAS_IDENTIFIER, self._nas_identifier.encode()))
-        probe = _Call(key=("status-server", sidx, now), attrs=attrs, started=now, probe=True)
+        probe = _Call(
+            key=("status-server", sidx, now),
+            encoded=_packet.encode_attributes(attrs),
+            password=None,
+            started=now,
+            probe=True,
+        )
         self.counters["probes_sent"] += 1
         self._start_on(probe, sidx, now)  # skipped when no Identifier is free
 

@@ -45,6 +45,8 @@ __all__ = [
     "decode_attributes",
     "decode_packet",
     "decode_value",
+    "decode_verified_reply",
+    "encode_access_request",
     "encode_attributes",
     "encode_request",
     "encode_response",
@@ -129,8 +131,8 @@ def _walk(buf: Buffer) -> list[tuple[int, int, bytes]]:
     """(type, value offset, value) for every attribute up to the end of ``buf``."""
     out: list[tuple[int, int, bytes]] = []
     while not buf.eof():
-        attr_type = buf.pull_uint8()
-        length = buf.pull_uint8()
+        header = buf.pull_uint16()
+        attr_type, length = header >> 8, header & 0xFF
         if length < 2:
             raise RemoteProtocolError(f"attribute {attr_type} has length {length} < 2")
         offset = buf.position
@@ -144,18 +146,16 @@ def decode_attributes(data: bytes) -> list[RawAttribute]:
 
 
 def encode_attributes(attrs: Iterable[RawAttribute]) -> bytes:
-    out = bytearray()
+    parts: list[bytes] = []
     for attr_type, value in attrs:
-        if not 0 <= attr_type <= 255:
-            raise LocalProtocolError(f"attribute type {attr_type} out of range")
-        if len(value) > MAX_ATTRIBUTE_VALUE:
+        n = len(value)
+        if n > MAX_ATTRIBUTE_VALUE or not 0 <= attr_type <= 255:
             raise LocalProtocolError(
-                f"attribute {attr_type} value of {len(value)} octets exceeds 253"
+                f"attribute {attr_type} with {n} octets: type must be 0..255, value <= 253"
             )
-        out.append(attr_type)
-        out.append(len(value) + 2)
-        out += value
-    return bytes(out)
+        parts.append(bytes((attr_type, n + 2)))
+        parts.append(value)
+    return b"".join(parts)
 
 
 def _parse_header(raw: bytes) -> tuple[int, int, int, bytes]:
@@ -325,14 +325,13 @@ def encode_request(
         auth = authenticator if authenticator is not None else rand_bytes(AUTHENTICATOR_LENGTH)
         if len(auth) != AUTHENTICATOR_LENGTH:
             raise LocalProtocolError("Request Authenticator must be 16 octets")
-        prepared = [
-            (t, hide_password(v, secret, auth) if t == Attr.USER_PASSWORD else v) for t, v in attrs
+        password = next((v for t, v in attrs if t == Attr.USER_PASSWORD), None)
+        rest = [
+            (t, v) for t, v in attrs if t != Attr.USER_PASSWORD and t != Attr.MESSAGE_AUTHENTICATOR
         ]
-        packet = bytearray(
-            _assemble(code, identifier, auth, encode_attributes(_with_ma_first(prepared)))
+        return encode_access_request(
+            identifier, encode_attributes(rest), password, secret, auth, code=code
         )
-        packet[_MA_OFFSET : _MA_OFFSET + 16] = message_authenticator(bytes(packet), secret)
-        return bytes(packet)
     if code in _HASHED_AUTH_CODES:
         if authenticator is not None:
             raise LocalProtocolError(f"code {code} has a computed Request Authenticator")
@@ -343,6 +342,27 @@ def encode_request(
         packet[4:20] = hashlib.md5(bytes(packet) + secret).digest()
         return bytes(packet)
     raise LocalProtocolError(f"code {code} is not a request we encode")
+
+
+def encode_access_request(
+    identifier: int,
+    encoded_attributes: bytes,
+    password: bytes | None,
+    secret: bytes,
+    authenticator: bytes,
+    *,
+    code: int = Code.ACCESS_REQUEST,
+) -> bytes:
+    """Fast path of :func:`encode_request` for an Access-Request (or Status-Server) whose other
+    attributes are already encoded (the client re-sends the same attributes to each server):
+    Message-Authenticator first, then the hidden User-Password if any, then the rest."""
+    head = bytes((Attr.MESSAGE_AUTHENTICATOR, 18)) + _ZERO_MA
+    if password is not None:
+        hidden = hide_password(password, secret, authenticator)
+        head += bytes((Attr.USER_PASSWORD, len(hidden) + 2)) + hidden
+    packet = bytearray(_assemble(code, identifier, authenticator, head + encoded_attributes))
+    packet[_MA_OFFSET : _MA_OFFSET + 16] = message_authenticator(bytes(packet), secret)
+    return bytes(packet)
 
 
 def encode_response(
@@ -423,6 +443,24 @@ def verify_reply(raw: bytes, request_authenticator: bytes, secret: bytes) -> boo
     """Verify a reply to an Access-Request or Status-Server: Response Authenticator AND a
     valid Message-Authenticator, checked before the code is read (BlastRADIUS)."""
     return verify_response(raw, request_authenticator, secret, require_message_authenticator=True)
+
+
+def decode_verified_reply(
+    raw: bytes, request_authenticator: bytes, secret: bytes
+) -> RadiusPacket | None:
+    """:func:`verify_reply` and :func:`decode_packet` in one walk: the packet, or ``None`` when
+    it is malformed or fails the authenticator checks (never raises)."""
+    try:
+        code, identifier, length, auth, spans = _split(raw)
+    except RemoteProtocolError:
+        return None
+    body = bytearray(raw[:length])
+    body[4:20] = request_authenticator
+    if not hmac.compare_digest(hashlib.md5(bytes(body) + secret).digest(), auth):
+        return None
+    if not _ma_valid(raw, length, request_authenticator, spans, secret, required=True):
+        return None
+    return RadiusPacket(code, identifier, auth, tuple((t, v) for t, _, v in spans))
 
 
 def verify_request(raw: bytes, secret: bytes) -> bool:

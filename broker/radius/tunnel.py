@@ -20,6 +20,7 @@ inferred from the server endpoint (an IPv6 literal means IPv6, anything else IPv
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -157,6 +158,7 @@ def decrypt_tunnel_password(value: bytes, secret: bytes, request_authenticator: 
 # -- grouping --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
 def _infer_medium(endpoint: str) -> int:
     try:
         ipaddress.IPv6Address(endpoint)
@@ -165,6 +167,7 @@ def _infer_medium(endpoint: str) -> int:
     return TunnelMediumType.IPV6
 
 
+@functools.lru_cache(maxsize=1024)
 def _endpoint_ok(endpoint: str, medium: int) -> bool:
     if not endpoint:
         return False
