@@ -5,6 +5,7 @@ between two servers when one is stopped, revival detected by Status-Server."""
 from __future__ import annotations
 
 import hashlib
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.selectreactor import SelectReactor
 
 from broker.adapters.radius_udp import AuthResult, RadiusUdpAdapter
+from broker.radius import packet as p
 from broker.radius.client import (
     AccessAccepted,
     AccessRejected,
@@ -25,10 +27,11 @@ from broker.radius.client import (
     ServerDead,
     ServerRevived,
 )
-from broker.radius.constants import TunnelMediumType, TunnelType
+from broker.radius.constants import Code, TunnelMediumType, TunnelType
 from broker.radius.tunnel import SkippedTunnel, TunnelCandidate
 from ops.lab.freeradius import FreeRadius, LabClient, free_udp_port
-from tests.support import require_binary
+from ops.lab.netns import Netns, poll, veth
+from tests.support import require_binary, require_root
 
 pytestmark = pytest.mark.integration
 
@@ -225,3 +228,72 @@ def test_failover_when_one_server_stops_and_status_server_revival(tmp_path: Path
         h.close()
         first.stop()
         second.stop()
+
+
+def test_accounting_request_is_answered_and_logged_in_detail_file(radius: FreeRadius) -> None:
+    secret = SECRET.encode()
+    request = p.encode_request(
+        Code.ACCOUNTING_REQUEST,
+        7,
+        [
+            p.attribute("Acct-Status-Type", "Start"),
+            p.attribute("Acct-Session-Id", "lab-0001"),
+            p.attribute("User-Name", "alice@wholesale.example"),
+            p.attribute("NAS-IP-Address", "192.0.2.1"),
+        ],
+        secret,
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5.0)
+        s.sendto(request, ("127.0.0.1", radius.acct_port))
+        reply = s.recv(4096)
+    assert p.verify_response(reply, request[4:20], secret, require_message_authenticator=False)
+    assert p.decode_packet(reply).code == Code.ACCOUNTING_RESPONSE
+    records = poll(radius.records, timeout=5.0)
+    assert [(r["Acct-Status-Type"], r["Acct-Session-Id"]) for r in records] == [
+        ("Start", "lab-0001")
+    ]
+
+
+def test_server_inside_a_namespace(tmp_path: Path) -> None:
+    require_root()
+    radclient = require_binary("radclient")
+    require_binary("freeradius")
+    with Netns("rsrv") as srv, Netns("rcli") as cli:
+        veth(srv, cli, "192.0.2.1/24", "192.0.2.2/24", prefix="r")
+        radius = FreeRadius(
+            tmp_path / "ns-radius",
+            auth_port=18120,
+            acct_port=18130,
+            clients=[LabClient("peer", "192.0.2.2", SECRET)],
+            address="192.0.2.1",
+            netns=srv.name,
+        )
+        radius.start()
+        try:
+            request = tmp_path / "req.txt"
+            request.write_text(
+                'User-Name = "bob@retail.example", User-Password = "builder", '
+                "Message-Authenticator = 0x00\n"
+            )
+            out = cli.run(
+                [
+                    radclient,
+                    "-x",
+                    "-r",
+                    "3",
+                    "-t",
+                    "2",
+                    "-f",
+                    str(request),
+                    "192.0.2.1:18120",
+                    "auth",
+                    SECRET,
+                ]
+            )
+            assert "Received Access-Accept" in out.stdout
+            assert 'Tunnel-Server-Endpoint:0 = "203.0.113.20"' in out.stdout or (
+                'Tunnel-Server-Endpoint = "203.0.113.20"' in out.stdout
+            )
+        finally:
+            radius.stop()
