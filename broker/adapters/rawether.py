@@ -10,7 +10,9 @@ interface) the adapter opens one ``AF_PACKET``/``SOCK_RAW`` socket for ETH_P_PPP
 - Session frames addressed to the interface are decoded and given to
   ``on_session_frame(interface, src_mac, session_id, ppp)`` (set by the call flow).
 
-Frames the kernel loops back to us (PACKET_OUTGOING) are skipped. System calls are injected
+Frames the kernel loops back to us (PACKET_OUTGOING) are skipped, and so are frames for other
+hosts (PACKET_OTHERHOST), which includes frames tagged with a VLAN that has no sub-interface:
+a parent interface never answers a tagged PADI untagged. System calls are injected
 through :class:`RawSocketFactory`, so tests run without root on fake sockets. Nothing raised by
 the engine or a callback reaches the reactor: it is counted in ``counters`` and logged.
 """
@@ -45,6 +47,9 @@ __all__ = [
 _log = Logger(namespace="broker.adapters.rawether")
 
 ETH_HEADER_LEN = 14
+#: linux/if_packet.h: pkttype of unicast frames for another host (promiscuous mode, or a
+#: VLAN-tagged frame whose VLAN has no sub-interface: the kernel marks those OTHERHOST).
+PACKET_OTHERHOST = 3
 #: linux/if_packet.h: pkttype of frames we sent ourselves, seen by packet taps.
 PACKET_OUTGOING = 4
 _RECV_SIZE = 65535
@@ -222,7 +227,11 @@ class RawEthernetPort(Service):
                     self._count("interface_down")
                 self._fault("read_errors", exc)
                 break
-            if isinstance(addr, tuple) and len(addr) > 2 and addr[2] == PACKET_OUTGOING:
+            pkttype = addr[2] if isinstance(addr, tuple) and len(addr) > 2 else 0
+            if pkttype == PACKET_OUTGOING:
+                continue
+            if pkttype == PACKET_OTHERHOST:
+                self._count("other_host")
                 continue
             self._count("rx_frames")
             try:

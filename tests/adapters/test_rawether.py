@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
-from broker.adapters.rawether import PACKET_OUTGOING, RawEthernetPort, RawSocket
+from broker.adapters.rawether import PACKET_OTHERHOST, PACKET_OUTGOING, RawEthernetPort, RawSocket
 from broker.pppoe import (
     Code,
     DiscoveryConfig,
@@ -192,12 +192,14 @@ def test_outgoing_runts_wrong_type_and_malformed_are_dropped() -> None:
     port, sockets, reactor, events = make_port()
     disc = sockets.opened[("eth1", ETH_P_PPP_DISC)]
     disc.feed(eth(BCAST, CLIENT, ETH_P_PPP_DISC, padi()), pkttype=PACKET_OUTGOING)
+    disc.feed(eth(BCAST, CLIENT, ETH_P_PPP_DISC, padi()), pkttype=PACKET_OTHERHOST)
     disc.feed(b"\x01\x02")
     disc.feed(eth(BCAST, CLIENT, 0x8100, b"\x00\x64\x88\x63" + padi()))
     disc.feed(eth(BCAST, CLIENT, ETH_P_PPP_DISC, b"\x11\x09\x00\x00\x00\xff"))
     reader_for(reactor, "eth1", ETH_P_PPP_DISC).doRead()
     assert disc.sent == [] and events == []
     assert port.counters["runts"] == 1 and port.counters["wrong_ethertype"] == 1
+    assert port.counters["other_host"] == 1
     assert port.counters["rx_frames"] == 3
     assert port.engine.counters["malformed"] == 1
 
@@ -261,9 +263,9 @@ AC_RUNNER = textwrap.dedent(
     import json, sys
     from twisted.internet import reactor
     from broker.adapters.rawether import RawEthernetPort
-    from broker.pppoe import DiscoveryConfig, DiscoveryServer, SessionOpened
+    from broker.pppoe import DiscoveryConfig, DiscoveryServer, PppoeSessionKey
 
-    iface, mode, trace = sys.argv[1], sys.argv[2], sys.argv[3]
+    mode, trace, ifaces = sys.argv[1], sys.argv[2], sys.argv[3:]
     engine = DiscoveryServer(DiscoveryConfig(ac_name="broker-ac", cookie_secret=b"x" * 32))
     frames = []
 
@@ -273,23 +275,23 @@ AC_RUNNER = textwrap.dedent(
     def tap(direction, interface, frame):
         frames.append((reactor.seconds(), frame))
         with open(trace, "a") as f:
-            f.write(json.dumps([direction, frame.hex()]) + "\\n")
+            f.write(json.dumps([direction, frame.hex(), interface]) + "\\n")
 
     def on_event(ev):
-        out({"event": type(ev).__name__, "sid": ev.key.session_id,
+        out({"event": type(ev).__name__, "sid": ev.key.session_id, "if": ev.key.interface,
              "mac": ev.key.mac.hex(), "by_peer": getattr(ev, "by_peer", None),
              "host_uniq": (getattr(ev, "host_uniq", None) or b"").hex()})
-        if isinstance(ev, SessionOpened) and mode == "terminate":
-            reactor.callLater(0.3, port.terminate, ev.key, "test over")
-
     def on_session_frame(interface, mac, sid, ppp):
         out({"event": "session_frame", "sid": sid, "ppp": ppp.hex()})
         port.send_session_frame(interface, mac, sid, ppp[:2] + b"\\x0a" + ppp[3:])
+        if mode == "terminate":  # after the echo reply: the PADT follows it on the wire
+            key = PppoeSessionKey(interface, mac, sid)
+            reactor.callLater(0.1, port.terminate, key, "test over")
 
-    port = RawEthernetPort(engine, [iface], reactor, on_event=on_event,
+    port = RawEthernetPort(engine, ifaces, reactor, on_event=on_event,
                            on_session_frame=on_session_frame, tap=tap)
     port.startService()
-    out({"event": "ready", "mac": port.local_mac[iface].hex()})
+    out({"event": "ready", "mac": port.local_mac[ifaces[0]].hex()})
     reactor.run()
     """
 )
@@ -305,7 +307,12 @@ CLIENT_SCRIPT = textwrap.dedent(
     sock = conf.L2socket(iface=iface)
     hu = b"scapy-hu-1"
 
+    early = []
+
     def recv(code, timeout=10.0):
+        for p in early:
+            if p[PPPoED].code == code:
+                return p
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             p = sock.recv()
@@ -339,6 +346,8 @@ CLIENT_SCRIPT = textwrap.dedent(
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         p = sock.recv()
+        if p is not None and PPPoED in p:
+            early.append(p)
         if p is not None and p[Ether].type == 0x8864 and p[Ether].src == ac:
             reply = bytes(p[PPPoE].payload)[: p[PPPoE].len]
             assert reply[:3] == bytes.fromhex("c0210a"), reply.hex()
@@ -397,19 +406,22 @@ def _python() -> str:
 @pytest.mark.integration
 @pytest.mark.parametrize("mode", ["terminate", "client_padt"])
 def test_veth_scapy_client_completes_discovery(tmp_path: Path, mode: str) -> None:
+    """A scapy client completes discovery, exchanges a session frame and sees the session end
+    (PADT from the AC, or its own PADT). (No VLAN variant: this host kernel has no 8021q; the
+    adapter treats a sub-interface as any interface, see the unit tests.)"""
     from tests.support import require_root
 
     require_root()
     from ops.lab.netns import Netns, veth
 
-    runner, client = tmp_path / "ac.py", tmp_path / "client.py"
+    runner, client, trace = tmp_path / "ac.py", tmp_path / "client.py", tmp_path / "trace.jsonl"
     runner.write_text(AC_RUNNER)
     client.write_text(CLIENT_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with Netns("pac") as ac_ns, Netns("pcl") as cl_ns:
         ac_if, cl_if = veth(ac_ns, cl_ns, prefix="p")
         ac = ac_ns.popen(
-            [_python(), str(runner), ac_if, mode, str(tmp_path / "trace.jsonl")],
+            [_python(), str(runner), mode, str(trace), ac_if],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
@@ -422,6 +434,7 @@ def test_veth_scapy_client_completes_discovery(tmp_path: Path, mode: str) -> Non
         cl_out = _JsonLines(cl)
         opened = ac_out.wait_for("SessionOpened")
         assert opened["host_uniq"] == b"scapy-hu-1".hex()
+        assert opened["if"] == ac_if
         ac_out.wait_for("session_frame")
         cl_out.wait_for("echo_reply")
         if mode == "terminate":
@@ -433,6 +446,13 @@ def test_veth_scapy_client_completes_discovery(tmp_path: Path, mode: str) -> Non
             ended = ac_out.wait_for("SessionTerminated")
             assert ended["by_peer"] is True and ended["sid"] == opened["sid"]
         assert cl.wait(10) == 0
+    sent = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert {entry[2] for entry in sent if entry[0] == "tx"} == {ac_if}
+    assert [
+        decode_discovery(bytes.fromhex(e[1])[14:]).code
+        for e in sent
+        if e[0] == "tx" and bytes.fromhex(e[1])[12:14] == b"\x88\x63"
+    ] == [Code.PADO, Code.PADS, Code.PADT][: 3 if mode == "terminate" else 2]
 
 
 def _tshark_fields(payload: bytes) -> list[str]:
@@ -467,7 +487,7 @@ def test_veth_rp_pppoe_client_and_tshark_agree(tmp_path: Path) -> None:
     with Netns("pac") as ac_ns, Netns("pcl") as cl_ns:
         ac_if, cl_if = veth(ac_ns, cl_ns, prefix="p")
         ac = ac_ns.popen(
-            [_python(), str(runner), ac_if, "none", str(trace)],
+            [_python(), str(runner), "none", str(trace), ac_if],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
@@ -488,7 +508,9 @@ def test_veth_rp_pppoe_client_and_tshark_agree(tmp_path: Path) -> None:
 
     frames = [bytes.fromhex(json.loads(line)[1]) for line in trace.read_text().splitlines()]
     codes = [decode_discovery(f[14:]).code for f in frames]
-    assert codes == [Code.PADI, Code.PADO, Code.PADI, Code.PADO, Code.PADR, Code.PADS, Code.PADT]
+    # (the client may retransmit under load: check the kinds, not an exact count)
+    assert set(codes) == {Code.PADI, Code.PADO, Code.PADR, Code.PADS, Code.PADT}
+    assert codes[-1] is Code.PADT
     pcap = tmp_path / "trace.pcap"
     write_pcap(pcap, [(float(i), f) for i, f in enumerate(frames)])
     fields = ["pppoe.code", "pppoe.session_id", "pppoe.payload_length"] + [
