@@ -247,8 +247,18 @@ class BrokerNode(MultiService):
         _log.info("SIGHUP: policies reloaded (generation {g})", g=self.policy_generation)
 
     def find_and_disconnect(self, c: SessionCriteria) -> DisconnectOutcome:
+        if c.framed_ip_address is not None or c.acct_multi_session_id is not None:
+            # addresses come from the LNS (the LAC never sees IPCP results) and multi-session
+            # ids are not issued: such a request names nothing we can identify.
+            return DisconnectOutcome.NOT_FOUND
+        if all(
+            v is None for v in (c.user_name, c.acct_session_id, c.calling_station_id, c.nas_port_id)
+        ):
+            return DisconnectOutcome.NOT_FOUND
         found = []
         for call in self.flow.calls.values():
+            if c.nas_port_id is not None and self.flow.snapshot(call).nas_port_id != c.nas_port_id:
+                continue
             if c.user_name is not None and call.username != c.user_name:
                 continue
             if c.acct_session_id is not None and call.acct_session_id != c.acct_session_id:
@@ -257,8 +267,6 @@ class BrokerNode(MultiService):
                 c.calling_station_id.lower().replace("-", ":")
             ):
                 continue
-            if c.framed_ip_address is not None:
-                continue  # addresses come from the LNS; the LAC does not see IPCP results
             found.append(call.call_id)
         if not found:
             return DisconnectOutcome.NOT_FOUND
