@@ -15,6 +15,7 @@ MD5 block.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -68,7 +69,18 @@ from broker.l2tp.constants import (
 from broker.l2tp.hidden import hide, padding_needed, unhide
 from broker.wire import Buffer, BufferReadError, LocalProtocolError, RemoteProtocolError
 
-_CONTROL_FLAGS = HeaderFlag.TYPE | HeaderFlag.LENGTH | HeaderFlag.SEQUENCE | L2TP_VERSION
+# plain ints for the hot paths (IntFlag arithmetic builds enum members: slow)
+_T_BIT = int(HeaderFlag.TYPE)
+_L_BIT = int(HeaderFlag.LENGTH)
+_S_BIT = int(HeaderFlag.SEQUENCE)
+_O_BIT = int(HeaderFlag.OFFSET)
+_VER_MASK = int(HeaderFlag.VERSION_MASK)
+_M_BIT = int(AvpFlag.MANDATORY)
+_H_BIT = int(AvpFlag.HIDDEN)
+_RSVD_BITS = int(AvpFlag.RESERVED)
+_LEN_MASK = int(AvpFlag.LENGTH_MASK)
+_AVP_HEADER = struct.Struct("!HHH")
+_CONTROL_FLAGS = _T_BIT | _L_BIT | _S_BIT | L2TP_VERSION
 RANDOM_VECTOR_LEN = 16  #: octets of Random Vector we generate
 
 
@@ -104,14 +116,14 @@ def peek_header(data: bytes) -> tuple[bool, int, int]:
     if len(data) < 6:
         raise MalformedHeader(f"L2TP datagram of {len(data)} octets, need >= 6")
     flags = (data[0] << 8) | data[1]
-    if flags & HeaderFlag.VERSION_MASK != L2TP_VERSION:
-        raise MalformedHeader(f"L2TP version {flags & HeaderFlag.VERSION_MASK}, expected 2")
-    pos = 4 if flags & HeaderFlag.LENGTH else 2
+    if flags & _VER_MASK != L2TP_VERSION:
+        raise MalformedHeader(f"L2TP version {flags & _VER_MASK}, expected 2")
+    pos = 4 if flags & _L_BIT else 2
     if len(data) < pos + 4:
         raise MalformedHeader(f"L2TP datagram of {len(data)} octets, need >= {pos + 4}")
     tunnel_id = (data[pos] << 8) | data[pos + 1]
     session_id = (data[pos + 2] << 8) | data[pos + 3]
-    return bool(flags & HeaderFlag.TYPE), tunnel_id, session_id
+    return bool(flags & _T_BIT), tunnel_id, session_id
 
 
 def decode_control(data: bytes, secret: bytes | None = None) -> ControlMessage:
@@ -125,15 +137,15 @@ def decode_control(data: bytes, secret: bytes | None = None) -> ControlMessage:
     session_id = buf.pull_uint16()
     ns = buf.pull_uint16()
     nr = buf.pull_uint16()
-    version = flags & HeaderFlag.VERSION_MASK
+    version = flags & _VER_MASK
     problem = None
     if version != L2TP_VERSION:
         problem = f"L2TP version {version}, expected 2"
-    elif not flags & HeaderFlag.TYPE:
+    elif not flags & _T_BIT:
         problem = "data message (T=0) where a control message was expected"
-    elif not flags & HeaderFlag.LENGTH or not flags & HeaderFlag.SEQUENCE:
+    elif not flags & _L_BIT or not flags & _S_BIT:
         problem = "control message without L or S bit"
-    elif flags & HeaderFlag.OFFSET:
+    elif flags & _O_BIT:
         problem = "control message with O bit set"
     elif length < CONTROL_HEADER_LEN:
         problem = f"Length field {length} shorter than the header"
@@ -145,9 +157,7 @@ def decode_control(data: bytes, secret: bytes | None = None) -> ControlMessage:
             error_code=ErrorCode.BAD_LENGTH if "Length" in problem else ErrorCode.BAD_VALUE,
             tunnel_id=tunnel_id,
             session_id=session_id,
-            ns=ns,
-            nr=nr,
-        )
+        )  # ns/nr stay None: a broken header does not occupy a sequence slot
     found: list[MessageType] = []  # the Message Type, once decoded (error context)
     avps: list[Avp] = []
     try:
@@ -168,10 +178,8 @@ def _decode_avps(
     while not buf.eof():
         if buf.remaining < AVP_HEADER_LEN:
             raise MalformedAvp(f"{buf.remaining} trailing octets, too short for an AVP header")
-        word = buf.pull_uint16()
-        avp_len = word & AvpFlag.LENGTH_MASK
-        vendor_id = buf.pull_uint16()
-        avp_type = buf.pull_uint16()
+        word, vendor_id, avp_type = _AVP_HEADER.unpack(buf.pull_bytes(AVP_HEADER_LEN))
+        avp_len = word & _LEN_MASK
         if avp_len < AVP_HEADER_LEN:
             raise MalformedAvp(f"AVP {vendor_id}:{avp_type} Length {avp_len} < 6")
         if avp_len - AVP_HEADER_LEN > buf.remaining:
@@ -180,9 +188,9 @@ def _decode_avps(
                 f"({buf.remaining + AVP_HEADER_LEN} octets left)"
             )
         raw = buf.pull_bytes(avp_len - AVP_HEADER_LEN)
-        mandatory = bool(word & AvpFlag.MANDATORY)
-        hidden = bool(word & AvpFlag.HIDDEN)
-        reserved = bool(word & AvpFlag.RESERVED)
+        mandatory = bool(word & _M_BIT)
+        hidden = bool(word & _H_BIT)
+        reserved = bool(word & _RSVD_BITS)
         if first:
             first = False
             if vendor_id != 0 or avp_type != AvpType.MESSAGE_TYPE or hidden or reserved:
@@ -283,9 +291,9 @@ def _push_avp(
         raise LocalProtocolError(f"AVP type {avp_type} / vendor {vendor_id} out of range")
     word = avp_len
     if mandatory:
-        word |= AvpFlag.MANDATORY
+        word |= _M_BIT
     if hidden:
-        word |= AvpFlag.HIDDEN
+        word |= _H_BIT
     out.push_uint16(word)
     out.push_uint16(vendor_id)
     out.push_uint16(avp_type)

@@ -14,6 +14,14 @@ from broker.l2tp.avps import MalformedHeader
 from broker.l2tp.constants import L2TP_VERSION, HeaderFlag
 from broker.wire import Buffer, BufferReadError, LocalProtocolError
 
+# plain ints for the hot path (IntFlag arithmetic builds enum members: slow)
+_T_BIT = int(HeaderFlag.TYPE)
+_L_BIT = int(HeaderFlag.LENGTH)
+_S_BIT = int(HeaderFlag.SEQUENCE)
+_O_BIT = int(HeaderFlag.OFFSET)
+_P_BIT = int(HeaderFlag.PRIORITY)
+_VER_MASK = int(HeaderFlag.VERSION_MASK)
+
 
 @dataclass(frozen=True, slots=True)
 class DataHeader:
@@ -48,16 +56,16 @@ def encode_data_header(
     flags = L2TP_VERSION
     header_len = 6
     if payload_len is not None:
-        flags |= HeaderFlag.LENGTH
+        flags |= _L_BIT
         header_len += 2
     if ns is not None:
-        flags |= HeaderFlag.SEQUENCE
+        flags |= _S_BIT
         header_len += 4
     if offset_pad:
-        flags |= HeaderFlag.OFFSET
+        flags |= _O_BIT
         header_len += 2 + offset_pad
     if priority:
-        flags |= HeaderFlag.PRIORITY
+        flags |= _P_BIT
     out = Buffer()
     try:
         out.push_uint16(flags)
@@ -98,20 +106,20 @@ def decode_data(data: bytes) -> tuple[DataHeader, int]:
     if len(data) < 6:
         raise MalformedHeader(f"data message of {len(data)} octets, need >= 6")
     flags = buf.pull_uint16()
-    if flags & HeaderFlag.VERSION_MASK != L2TP_VERSION:
-        raise MalformedHeader(f"L2TP version {flags & HeaderFlag.VERSION_MASK}, expected 2")
-    if flags & HeaderFlag.TYPE:
+    if flags & _VER_MASK != L2TP_VERSION:
+        raise MalformedHeader(f"L2TP version {flags & _VER_MASK}, expected 2")
+    if flags & _T_BIT:
         raise MalformedHeader("control message (T=1) where a data message was expected")
     try:
-        length = buf.pull_uint16() if flags & HeaderFlag.LENGTH else None
+        length = buf.pull_uint16() if flags & _L_BIT else None
         tunnel_id = buf.pull_uint16()
         session_id = buf.pull_uint16()
         ns = nr = None
-        if flags & HeaderFlag.SEQUENCE:
+        if flags & _S_BIT:
             ns = buf.pull_uint16()
             nr = buf.pull_uint16()
         offset_pad = 0
-        if flags & HeaderFlag.OFFSET:
+        if flags & _O_BIT:
             offset_pad = buf.pull_uint16()
             buf.skip(offset_pad)
     except BufferReadError as exc:  # the header announced more than was sent
@@ -119,9 +127,7 @@ def decode_data(data: bytes) -> tuple[DataHeader, int]:
     offset = buf.position
     if length is not None and not offset <= length <= len(data):
         raise MalformedHeader(f"data Length {length} outside [{offset}, {len(data)}]")
-    header = DataHeader(
-        tunnel_id, session_id, ns, nr, offset_pad, bool(flags & HeaderFlag.PRIORITY), length
-    )
+    header = DataHeader(tunnel_id, session_id, ns, nr, offset_pad, bool(flags & _P_BIT), length)
     return header, offset
 
 

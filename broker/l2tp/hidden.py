@@ -29,7 +29,8 @@ def _xor_chain(
     block_hash = hashlib.md5(attr_type.to_bytes(2, "big") + secret + random_vector).digest()
     for start in range(0, len(data), 16):
         chunk = data[start : start + 16]
-        mixed = bytes(a ^ b for a, b in zip(chunk, block_hash, strict=False))
+        n = len(chunk)
+        mixed = (int.from_bytes(chunk) ^ int.from_bytes(block_hash[:n])).to_bytes(n)
         out += mixed
         cipher = mixed if hiding else chunk
         block_hash = hashlib.md5(secret + cipher).digest()
