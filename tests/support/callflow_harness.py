@@ -288,6 +288,10 @@ class World:
             return
         req = rp.decode_packet(dgram.payload)
         attrs = dict(req.attributes)
+        if req.code == 12:  # Status-Server (RFC 5997): alive
+            reply = rp.encode_response(2, req.identifier, [], RADIUS_SECRET, req.authenticator)
+            self.flow.receive_radius(reply, dgram.addr, dgram.socket_index, self.now)
+            return
         user = attrs[Attr.USER_NAME].decode()
         entry = self.users.get(user)
         if entry is None:
