@@ -53,6 +53,8 @@ PACKET_OTHERHOST = 3
 #: linux/if_packet.h: pkttype of frames we sent ourselves, seen by packet taps.
 PACKET_OUTGOING = 4
 _RECV_SIZE = 65535
+#: Receive buffer asked for on each raw socket.
+DEFAULT_RCVBUF = 4 * 1024 * 1024
 
 SessionFrameHandler = Callable[[str, MacAddress, int, bytes], None]
 
@@ -78,6 +80,9 @@ class RawSocketFactory(Protocol):
 class LinuxRawSockets:
     """Real AF_PACKET sockets (root or CAP_NET_RAW)."""
 
+    def __init__(self, rcvbuf: int = DEFAULT_RCVBUF) -> None:
+        self.rcvbuf = rcvbuf
+
     def open(self, interface: str, ethertype: int) -> RawSocket:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
         try:
@@ -86,6 +91,16 @@ class LinuxRawSockets:
         except OSError:
             sock.close()
             raise
+        # A bigger queue absorbs PADI bursts; FORCE (root) ignores rmem_max, else best effort.
+        force = getattr(socket, "SO_RCVBUFFORCE", None)
+        for opt in (force, socket.SO_RCVBUF):
+            if opt is None:
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, self.rcvbuf)
+                break
+            except OSError:
+                continue
         return sock
 
     def mac_address(self, interface: str) -> MacAddress:

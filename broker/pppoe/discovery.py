@@ -52,6 +52,18 @@ class DiscoveryConfig:
     #: Bound on the per-MAC rate-limit table (least recently seen MAC forgotten first).
     rate_table_size: int = 8192
 
+    def __post_init__(self) -> None:
+        if len(self.cookie_secret) < 16:
+            raise ValueError("cookie_secret must be at least 16 octets")
+        if not self.ac_name or len(self.ac_name.encode()) > 255:
+            raise ValueError("ac_name must be 1..255 octets")
+        if self.cookie_lifetime <= 0 or self.pado_per_s <= 0 or self.padi_per_mac_per_s <= 0:
+            raise ValueError("cookie_lifetime, pado_per_s and padi_per_mac_per_s must be > 0")
+        if min(self.padi_burst, self.rate_table_size, self.max_sessions, self.max_setups) < 1:
+            raise ValueError("padi_burst, rate_table_size, max_sessions, max_setups must be >= 1")
+        if not 68 <= self.mtu <= 65535:
+            raise ValueError("mtu must be 68..65535")
+
 
 @dataclass(frozen=True, slots=True)
 class PppoeSessionKey:

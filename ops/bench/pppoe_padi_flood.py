@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=20_000.0, help="PADIs per simulated second")
     args = ap.parse_args(argv)
     config = DiscoveryConfig(ac_name="bench", cookie_secret=b"b" * 32)
+    if args.baseline < config.rate_table_size:
+        print(
+            f"note: baseline below rate_table_size ({config.rate_table_size}): memory is only "
+            "flat once the bounded per-MAC table is full"
+        )
     results = [run(args.baseline, args.rate, config), run(args.count, args.rate, config)]
     print(
         f"config: pado_per_s={config.pado_per_s} rate_table_size={config.rate_table_size} "

@@ -207,7 +207,7 @@ def test_cookie_bound_to_mac_interface_and_host_uniq() -> None:
 def test_cookie_depends_on_secret() -> None:
     s = make_server()
     cookie = discover(s)
-    cfg = DiscoveryConfig(ac_name="x", cookie_secret=b"other")
+    cfg = DiscoveryConfig(ac_name="x", cookie_secret=b"another secret, 16+")
     t = DiscoveryServer(cfg, local_mac={IF: AC_MAC})
     t.receive_discovery(IF, CLIENT, AC_MAC, padr("", cookie), 100.0)
     assert t.counters["bad_cookie"] == 1
@@ -535,3 +535,21 @@ def test_engine_invariants_over_valid_sequences(steps: list[tuple[str, int, int]
         assert s.sessions == len(live) <= 5
         assert s.setups == sum(live.values()) <= 3
         assert all(s.has_session(k) for k in live)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"cookie_secret": b"short"},
+        {"ac_name": ""},
+        {"cookie_lifetime": 0.0},
+        {"pado_per_s": 0.0},
+        {"padi_burst": 0},
+        {"max_setups": 0},
+        {"mtu": 10},
+    ],
+)
+def test_config_validation(kw: dict[str, object]) -> None:
+    args: dict[str, object] = {"ac_name": "ac", "cookie_secret": SECRET, **kw}
+    with pytest.raises(ValueError):
+        DiscoveryConfig(**args)  # type: ignore[arg-type]
