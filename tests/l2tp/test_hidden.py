@@ -83,6 +83,22 @@ def test_hide_matches_rfc_text_and_round_trips(
     assert unhide_subformat(attr, hidden, secret, rv) == (value, pad)
 
 
+def test_rfc_4_3_length_example() -> None:
+    """RFC 2661 4.3: a 4-octet value hidden with 12 octets of padding gives a 24-octet AVP,
+    and the receiver recovers the 4 octets whatever the padding."""
+    value = b"\x00\x00\x00\x07"
+    hidden_value = hide(AvpType.CALL_SERIAL_NUMBER, value, SECRET, RV, b"\xee" * 12)
+    hidden_avp = (0xC000 | 24).to_bytes(2, "big") + b"\x00\x00\x00\x0f" + hidden_value
+    assert len(hidden_avp) == 6 + 4 + 2 + 12 == 24
+    body = b"\x80\x08\x00\x00\x00\x00\x00\x0a" + b"\x80\x16\x00\x00\x00\x24" + RV + hidden_avp
+    wire = b"\xc8\x02" + (12 + len(body)).to_bytes(2, "big") + bytes(8) + body
+    msg = decode_control(wire, SECRET)
+    assert msg.get(AvpType.CALL_SERIAL_NUMBER) == Avp(15, value, True, True)
+    # our own encoder pads to one MD5 block only: 6 + 2 + 4 + 10
+    again = encode_control(msg, SECRET, rand_bytes=bytes)
+    assert len(again) == len(wire) - 2
+
+
 def test_padding_reaches_one_block() -> None:
     assert padding_needed(0) == 14
     assert padding_needed(2) == 12
