@@ -524,3 +524,10 @@ def test_veth_rp_pppoe_client_and_tshark_agree(tmp_path: Path) -> None:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
     rows = [row.split("\t") for row in out.splitlines()]
     assert rows == [_tshark_fields(f[14:]) for f in frames]
+
+
+def test_send_frame_writes_prebuilt_pppoe_payload() -> None:
+    port, sockets, _reactor, _ = make_port()
+    payload = encode_session_frame(3, b"\xc0\x21\x09\x01\x00\x04")
+    port.send_frame("eth1", CLIENT, ETH_P_PPP_SES, payload)
+    assert sockets.opened[("eth1", ETH_P_PPP_SES)].sent == [CLIENT + AC_MAC + b"\x88\x64" + payload]
