@@ -1,0 +1,111 @@
+"""`l2tp-broker run` as a real process: starts on embedded defaults, answers the control API
+and /metrics, reloads policies on SIGHUP, stops cleanly on SIGTERM, refuses bad config."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from broker.control.client import ControlClient, ControlError
+from ops.lab.netns import poll, stop_process
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(tmp: Path, **extra: str) -> tuple[Path, str]:
+    shutil.copytree(ROOT / "policies", tmp / "policies")
+    control = f"127.0.0.1:{free_port()}"
+    radius_port = free_port(socket.SOCK_DGRAM)
+    text = f"""\
+node_id: lac-test
+l2tp: {{listen: 127.0.0.1, port: {free_port(socket.SOCK_DGRAM)}}}
+radius:
+  nas_ip: 127.0.0.1
+  bind: 127.0.0.1
+  servers: [{{name: r1, address: 127.0.0.1, port: {radius_port}, secret: s3cr3t-radius}}]
+policies: ./policies
+state_dir: ./state
+control: {control}
+dataplane: {extra.get("dataplane", "userspace")}
+log: {{format: text, level: info}}
+"""
+    path = tmp / "broker.yaml"
+    path.write_text(text)
+    return path, control
+
+
+def start(path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "broker", "run", "-c", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def test_run_control_sighup_sigterm(tmp_path: Path) -> None:
+    path, control = write_config(tmp_path)
+    proc = start(path)
+    try:
+        client = ControlClient(control, timeout=2)
+
+        def status() -> dict[str, object] | None:
+            try:
+                return client.get("/status")  # type: ignore[no-any-return]
+            except ControlError:
+                return None
+
+        st = poll(status, 20)
+        assert st, "control API never answered"
+        assert st["node"] == "lac-test" and st["dataplane"] == "userspace"
+        assert st["state"] == "memory" and st["sessions"] == 0
+        assert "l2tp_broker_sessions" in client.get("/metrics")
+        realms = {r["realm"] for r in client.get("/realms")}
+        assert {"isp-a.example", "isp-b.example"} <= realms
+        assert client.post("/drain", {"on": True}) == {"draining": True}
+        proc.send_signal(signal.SIGHUP)
+        assert poll(lambda: (status() or {}).get("policy_generation") == 1, 10)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0, out
+    assert "shutting down" in out
+    assert "policies reloaded" in out
+    assert "s3cr3t-radius" not in out  # no secret in logs, ever
+
+
+def test_kernel_dataplane_refused_with_reason(tmp_path: Path) -> None:
+    path, _ = write_config(tmp_path, dataplane="kernel")
+    proc = start(path)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert "dataplane: kernel is not available" in out and "fix:" in out
+
+
+def test_config_error_names_file_line_and_key(tmp_path: Path) -> None:
+    path, _ = write_config(tmp_path)
+    path.write_text(path.read_text().replace("node_id: lac-test", "node_id: lac-test\nl2tpp: {}"))
+    proc = start(path)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert f"{path}:2: l2tpp: unknown key" in out and "did you mean 'l2tp'?" in out
+
+
+def test_check_exits_nonzero_with_reason(tmp_path: Path) -> None:
+    path, _ = write_config(tmp_path)
+    (tmp_path / "policies" / "realms" / "isp-b.example.yaml").write_text("realm: [oops\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "broker", "check", "-c", str(path)], capture_output=True,
+        text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "isp-b.example.yaml:2" in proc.stderr and "YAML syntax error" in proc.stderr
