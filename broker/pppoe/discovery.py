@@ -51,6 +51,8 @@ class DiscoveryConfig:
     mtu: int = 1500
     #: Bound on the per-MAC rate-limit table (least recently seen MAC forgotten first).
     rate_table_size: int = 8192
+    #: Sessions one client MAC may hold on one interface (0 = no limit); more -> AC-System-Error.
+    max_sessions_per_mac: int = 0
 
     def __post_init__(self) -> None:
         if len(self.cookie_secret) < 16:
@@ -61,6 +63,8 @@ class DiscoveryConfig:
             raise ValueError("cookie_lifetime, pado_per_s and padi_per_mac_per_s must be > 0")
         if min(self.padi_burst, self.rate_table_size, self.max_sessions, self.max_setups) < 1:
             raise ValueError("padi_burst, rate_table_size, max_sessions, max_setups must be >= 1")
+        if self.max_sessions_per_mac < 0:
+            raise ValueError("max_sessions_per_mac must be >= 0")
         if not 68 <= self.mtu <= 65535:
             raise ValueError("mtu must be 68..65535")
 
@@ -156,6 +160,7 @@ class DiscoveryServer:
         self._sessions: dict[PppoeSessionKey, _Session] = {}
         self._setup_index: dict[tuple[str, bytes, bytes | None], PppoeSessionKey] = {}
         self._setups = 0
+        self._per_mac: dict[tuple[str, bytes], int] = {}
         self._frames: list[OutFrame] = []
         self._events: deque[Event] = deque()
         self._padi_rates = _RateTable(
@@ -304,7 +309,12 @@ class DiscoveryServer:
             err = Tag(TagType.SERVICE_NAME_ERROR, b"service not offered")
             self._refuse(interface, src, [Tag(TagType.SERVICE_NAME, requested.encode()), err], echo)
             return
-        session_id = self._allocate_id(interface, src) if not self._full() else None
+        cap = c.max_sessions_per_mac
+        if cap and self._per_mac.get((interface, src), 0) >= cap:
+            self._count("per_mac_limit")
+            session_id = None
+        else:
+            session_id = self._allocate_id(interface, src) if not self._full() else None
         if session_id is None:
             self._count("system_error")
             err = Tag(TagType.AC_SYSTEM_ERROR, b"no resources")
@@ -318,6 +328,7 @@ class DiscoveryServer:
         self._sessions[key] = s
         self._setup_index[(interface, src, p.host_uniq)] = key
         self._setups += 1
+        self._per_mac[(interface, src)] = self._per_mac.get((interface, src), 0) + 1
         self._frames.append(OutFrame(interface, src, ETH_P_PPP_DISC, pads))
         self._count("tx_pads")
         self._count("sessions_opened")
@@ -412,6 +423,10 @@ class DiscoveryServer:
         if s.in_setup:
             self._leave_setup(s)
         del self._sessions[s.key]
+        mac_key = (s.key.interface, s.key.mac)
+        left = self._per_mac.pop(mac_key) - 1
+        if left:
+            self._per_mac[mac_key] = left
 
     def _send(self, interface: str, dst: MacAddress, packet: DiscoveryPacket) -> None:
         self._frames.append(OutFrame(interface, dst, ETH_P_PPP_DISC, encode_discovery(packet)))

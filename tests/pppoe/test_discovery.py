@@ -288,6 +288,25 @@ def test_ac_system_error_when_sessions_full() -> None:
     assert s.counters["system_error"] == 1
 
 
+def test_max_sessions_per_mac() -> None:
+    s = make_server(max_sessions_per_mac=2)
+    keys = [
+        open_session(s, 100.0, CLIENT, Tag(TagType.HOST_UNIQ, bytes([i]))).key for i in range(2)
+    ]
+    hu = Tag(TagType.HOST_UNIQ, b"\x09")
+    cookie = discover(s, 100.0, CLIENT, hu)
+    s.receive_discovery(IF, CLIENT, AC_MAC, padr("", cookie, hu), 100.0)
+    _f, pads = one_frame(s)
+    assert pads.session_id == 0 and pads.errors[0][0] is TagType.AC_SYSTEM_ERROR
+    assert s.counters["per_mac_limit"] == 1
+    open_session(s, 100.0, MacAddress(bytes.fromhex("020000000abd")))  # other MACs fine
+    s.terminate(keys[0], "", 100.0)
+    s.frames_to_send()
+    s.receive_discovery(IF, CLIENT, AC_MAC, padr("", cookie, hu), 100.0)
+    _f, pads = one_frame(s)
+    assert pads.session_id != 0
+
+
 # -- PADR retransmission -----------------------------------------------------------------
 def test_retransmitted_padr_gets_same_pads_not_second_session() -> None:
     s = make_server()
@@ -485,7 +504,7 @@ def _scenarios(draw: st.DrawFn) -> list[tuple[str, int, int]]:
 @given(_scenarios())
 def test_engine_invariants_over_valid_sequences(steps: list[tuple[str, int, int]]) -> None:
     """Random but well-formed client behaviour: session bookkeeping always adds up."""
-    s = make_server(max_setups=3, max_sessions=5, cookie_lifetime=10.0)
+    s = make_server(max_setups=3, max_sessions=5, cookie_lifetime=10.0, max_sessions_per_mac=2)
     macs = [MacAddress(bytes([2, 0, 0, 0, 9, i])) for i in range(4)]
     cookies: dict[tuple[int, int], bytes] = {}
     live: dict[PppoeSessionKey, bool] = {}  # key -> still in setup
@@ -535,6 +554,7 @@ def test_engine_invariants_over_valid_sequences(steps: list[tuple[str, int, int]
         assert s.sessions == len(live) <= 5
         assert s.setups == sum(live.values()) <= 3
         assert all(s.has_session(k) for k in live)
+        assert all(sum(1 for k in live if k.mac == m) <= 2 for m in macs)
 
 
 @pytest.mark.parametrize(
@@ -547,6 +567,7 @@ def test_engine_invariants_over_valid_sequences(steps: list[tuple[str, int, int]
         {"padi_burst": 0},
         {"max_setups": 0},
         {"mtu": 10},
+        {"max_sessions_per_mac": -1},
     ],
 )
 def test_config_validation(kw: dict[str, object]) -> None:
