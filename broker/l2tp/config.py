@@ -17,6 +17,9 @@ class TunnelConfig:
     retransmitted when each step but the last expires; when the last step expires without an
     acknowledgement the tunnel and its sessions are cleared. With the default
     ``(1, 2, 4, 8, 8)`` a peer that never answers is given up at t0 + 23 s.
+
+    ``setup_timeout``: a peer that acknowledges our SCCRQ/SCCRP (or ICRQ/ICRP) but never sends
+    the reply is given up after this long with nothing outstanding and nothing received.
     """
 
     host_name: str = "l2tp-broker"
@@ -31,6 +34,7 @@ class TunnelConfig:
     firmware_revision: int = 0x0100
     framing_caps: int = 3
     bearer_caps: int = 3
+    setup_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.retransmit or any(t <= 0 for t in self.retransmit):
@@ -39,6 +43,8 @@ class TunnelConfig:
             raise ValueError("receive_window must be 1..65535 (RFC 2661 4.4.3: 0 is invalid)")
         if self.hide_avps and not self.secret:
             raise ValueError("hide_avps needs a shared secret (RFC 2661 4.3)")
+        if self.setup_timeout <= 0:
+            raise ValueError("setup_timeout must be positive")
         if not self.host_name:
             raise ValueError("host_name must be at least one octet (RFC 2661 4.4.3)")
 

@@ -37,6 +37,7 @@ class SessionInput(Enum):
     RX_WEN = auto()
     RX_OTHER = auto()  # OCRQ/OCRP/OCCN or a tunnel message type with a session id
     RX_UNKNOWN_MANDATORY = auto()  # session message with an unknown M=1 AVP (RFC 2661 4.1)
+    SETUP_TIMEOUT = auto()  # ICRQ/ICRP acknowledged but never answered
 
 
 class SessionAction(Enum):
@@ -81,6 +82,7 @@ LAC_TABLE: dict[tuple[SessionState, SessionInput], tuple[SessionAction, SessionS
     (S.WAIT_REPLY, I.RX_UNKNOWN_MANDATORY): (A.SEND_CDN_UNKNOWN_AVP, S.CLOSED),
     (S.WAIT_REPLY, I.LOCAL_CLOSE): (A.SEND_CDN, S.CLOSED),
     (S.WAIT_REPLY, I.TUNNEL_CLOSED): (A.TUNNEL_GONE, S.CLOSED),
+    (S.WAIT_REPLY, I.SETUP_TIMEOUT): (A.SEND_CDN, S.CLOSED),
     (S.ESTABLISHED, I.RX_CDN): (A.PEER_CLOSED, S.CLOSED),
     (S.ESTABLISHED, I.RX_ICRQ_OK): (A.SEND_CDN, S.CLOSED),
     (S.ESTABLISHED, I.RX_ICRQ_BAD): (A.SEND_CDN, S.CLOSED),
@@ -92,6 +94,7 @@ LAC_TABLE: dict[tuple[SessionState, SessionInput], tuple[SessionAction, SessionS
     (S.ESTABLISHED, I.RX_UNKNOWN_MANDATORY): (A.SEND_CDN_UNKNOWN_AVP, S.CLOSED),
     (S.ESTABLISHED, I.LOCAL_CLOSE): (A.SEND_CDN, S.CLOSED),
     (S.ESTABLISHED, I.TUNNEL_CLOSED): (A.TUNNEL_GONE, S.CLOSED),
+    **{(s, I.SETUP_TIMEOUT): (A.IGNORE, s) for s in (S.IDLE, S.WAIT_TUNNEL, S.ESTABLISHED)},
     **{(S.CLOSED, i): (A.IGNORE, S.CLOSED) for i in _ALL},
 }
 
@@ -116,6 +119,7 @@ LNS_TABLE: dict[tuple[SessionState, SessionInput], tuple[SessionAction, SessionS
     (S.WAIT_CONNECT, I.RX_UNKNOWN_MANDATORY): (A.SEND_CDN_UNKNOWN_AVP, S.CLOSED),
     (S.WAIT_CONNECT, I.LOCAL_CLOSE): (A.SEND_CDN, S.CLOSED),
     (S.WAIT_CONNECT, I.TUNNEL_CLOSED): (A.TUNNEL_GONE, S.CLOSED),
+    (S.WAIT_CONNECT, I.SETUP_TIMEOUT): (A.SEND_CDN, S.CLOSED),
     (S.ESTABLISHED, I.RX_CDN): (A.PEER_CLOSED, S.CLOSED),
     (S.ESTABLISHED, I.RX_ICRQ_OK): (A.SEND_CDN, S.CLOSED),
     (S.ESTABLISHED, I.RX_ICRQ_BAD): (A.SEND_CDN, S.CLOSED),
@@ -128,6 +132,7 @@ LNS_TABLE: dict[tuple[SessionState, SessionInput], tuple[SessionAction, SessionS
     (S.ESTABLISHED, I.RX_UNKNOWN_MANDATORY): (A.SEND_CDN_UNKNOWN_AVP, S.CLOSED),
     (S.ESTABLISHED, I.LOCAL_CLOSE): (A.SEND_CDN, S.CLOSED),
     (S.ESTABLISHED, I.TUNNEL_CLOSED): (A.TUNNEL_GONE, S.CLOSED),
+    **{(s, I.SETUP_TIMEOUT): (A.IGNORE, s) for s in (S.IDLE, S.WAIT_TUNNEL, S.ESTABLISHED)},
     **{(S.CLOSED, i): (A.IGNORE, S.CLOSED) for i in _ALL},
 }
 

@@ -70,6 +70,8 @@ TunnelPolicy = Callable[[Peer, str], Result | None]
 _Cause = tuple[str, int | None, int | None, str]
 
 Session = LacSession | LnsSession
+_SETUP_STATES = (SessionState.WAIT_REPLY, SessionState.WAIT_CONNECT)
+_TUNNEL_SETUP_STATES = (TunnelState.WAIT_CTL_REPLY, TunnelState.WAIT_CTL_CONN)
 
 
 class TunnelConnection:
@@ -108,12 +110,14 @@ class TunnelConnection:
         self.tie_breaker: bytes | None = None
         self.sessions: dict[int, Session] = {}
         self._by_peer_sid: dict[int, int] = {}
+        self._setup_pending: set[int] = set()  # sessions waiting for ICRP / ICCN
         self._our_challenge: bytes | None = None
         self._peer_challenge: bytes | None = None
         self._cause: _Cause | None = None  # set by classifiers for *_BAD inputs
         self._reported_closed = False
         self.hold_until: float | None = None
         self.last_rx = now
+        self._progress = now  # last non-HELLO message delivered or queued (setup timeout)
         self.transport: ReliableTransport[ControlMessage | L2tpError] = ReliableTransport(
             make_zlb=self._zlb,
             retransmit=config.retransmit,
@@ -140,6 +144,8 @@ class TunnelConnection:
         self, message_type: MessageType, session_id: int, avps: list[Avp], now: float
     ) -> None:
         """Queue a control message for reliable delivery (header ids filled in here)."""
+        if message_type is not MessageType.HELLO:
+            self._progress = now
         peer_tid = self.peer_tunnel_id
         secret = self.config.secret
         rand = self._rand
@@ -192,6 +198,7 @@ class TunnelConnection:
         session.handle(SessionInput.LOCAL_OPEN, now)
         if self.established:
             session.handle(SessionInput.TUNNEL_OPEN, now)
+        self._after_session(session)
         return sid
 
     def close_session(
@@ -202,7 +209,7 @@ class TunnelConnection:
         if session is None:
             return
         session.handle(SessionInput.LOCAL_CLOSE, now, result=(result, error, message))
-        self._forget_if_closed(session)
+        self._after_session(session)
 
     def note_activity(self, now: float) -> None:
         """A data message arrived on this tunnel: postpones the HELLO (RFC 2661 5.5)."""
@@ -229,6 +236,8 @@ class TunnelConnection:
             self._deliver_error(item, now)
             return
         mt = item.message_type
+        if mt is not MessageType.HELLO:
+            self._progress = now
         if mt is MessageType.SCCRQ:
             inp = self._classify_sccrq(item)
         elif mt is MessageType.SCCRP:
@@ -266,7 +275,7 @@ class TunnelConnection:
                     now,
                     result=(int(CdnResult.GENERAL_ERROR), cause[2], cause[3]),
                 )
-                self._forget_if_closed(session)
+                self._after_session(session)
                 return
             if session is None and self.established:
                 self.counters["unknown_session"] += 1
@@ -484,6 +493,7 @@ class TunnelConnection:
         for session in list(self.sessions.values()):
             if session.state is SessionState.WAIT_TUNNEL:
                 session.handle(SessionInput.TUNNEL_OPEN, now)
+                self._after_session(session)
 
     def _stop(self, cause: _Cause, was: TunnelState, now: float) -> None:
         _reason, result, error, message = cause
@@ -507,6 +517,7 @@ class TunnelConnection:
             )
         self.sessions.clear()
         self._by_peer_sid.clear()
+        self._setup_pending.clear()
         if not self._reported_closed:
             self._reported_closed = True
             self.emit(
@@ -536,7 +547,12 @@ class TunnelConnection:
                 return None if local is None else self.sessions.get(local)
         return None
 
-    def _forget_if_closed(self, session: Session) -> None:
+    def _after_session(self, session: Session) -> None:
+        """Bookkeeping after a session input: setup tracking, forget closed sessions."""
+        if session.state in _SETUP_STATES:
+            self._setup_pending.add(session.session_id)
+        else:
+            self._setup_pending.discard(session.session_id)
         if session.state in (SessionState.CLOSED, SessionState.IDLE):
             self.sessions.pop(session.session_id, None)
             if self._by_peer_sid.get(session.peer_session_id) == session.session_id:
@@ -555,7 +571,7 @@ class TunnelConnection:
         session.handle(event, now, msg, result)
         if session.peer_session_id and session.peer_session_id != before:
             self._by_peer_sid[session.peer_session_id] = session.session_id
-        self._forget_if_closed(session)
+        self._after_session(session)
 
     def _incoming_call(self, msg: ControlMessage, now: float) -> None:
         try:
@@ -581,12 +597,20 @@ class TunnelConnection:
         session.handle(event, now, msg, result)
         if session.state is not SessionState.CLOSED and session.peer_session_id:
             self._by_peer_sid[session.peer_session_id] = sid
-        self._forget_if_closed(session)
+        self._after_session(session)
 
     # -- timers and output ---------------------------------------------------------------
     def _hello_deadline(self) -> float | None:
         if self.state is TunnelState.ESTABLISHED and self.transport.outstanding == 0:
             return self.last_rx + self.config.hello_interval
+        return None
+
+    def _setup_deadline(self) -> float | None:
+        """Nothing outstanding, yet a reply (SCCRP/SCCCN/ICRP/ICCN) is still awaited."""
+        if self.transport.outstanding:
+            return None
+        if self.state in _TUNNEL_SETUP_STATES or (self._setup_pending and self.established):
+            return self._progress + self.config.setup_timeout
         return None
 
     def get_timer(self) -> float | None:
@@ -596,6 +620,7 @@ class TunnelConnection:
                 self.transport.get_timer(),
                 self.hold_until if self.state is TunnelState.CLOSING else None,
                 self._hello_deadline(),
+                self._setup_deadline(),
             )
             if d is not None
         ]
@@ -619,9 +644,35 @@ class TunnelConnection:
             and now >= self.hold_until
         ):
             self.apply(TunnelInput.HOLD_EXPIRED, now)
+        setup = self._setup_deadline()
+        if setup is not None and now >= setup:
+            self._setup_timed_out(now)
         hello = self._hello_deadline()
         if hello is not None and now >= hello:
             self.apply(TunnelInput.HELLO_DUE, now)
+
+    def _setup_timed_out(self, now: float) -> None:
+        waited = self.config.setup_timeout
+        if self.state in _TUNNEL_SETUP_STATES:
+            self._cause = (
+                "setup-timeout",
+                int(StopCcnResult.GENERAL_REQUEST),
+                None,
+                f"no reply within {waited:g} s",
+            )
+            self.apply(TunnelInput.SETUP_TIMEOUT, now)
+            return
+        for sid in list(self._setup_pending):
+            session = self.sessions.get(sid)
+            if session is None:
+                self._setup_pending.discard(sid)
+                continue
+            session.handle(
+                SessionInput.SETUP_TIMEOUT,
+                now,
+                result=(int(CdnResult.TIMEOUT), None, f"no reply within {waited:g} s"),
+            )
+            self._after_session(session)
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
         return self.transport.datagrams_to_send(now)

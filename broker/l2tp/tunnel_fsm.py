@@ -37,6 +37,7 @@ class TunnelInput(Enum):
     RETRANSMIT_EXHAUSTED = auto()
     HELLO_DUE = auto()
     HOLD_EXPIRED = auto()
+    SETUP_TIMEOUT = auto()  # acknowledged but never answered (no SCCRP / SCCCN)
 
 
 class TunnelAction(Enum):
@@ -69,6 +70,7 @@ TUNNEL_TABLE: dict[tuple[TunnelState, TunnelInput], tuple[TunnelAction, TunnelSt
     (S.IDLE, I.LOCAL_CLOSE): (A.CLEAR, S.CLOSED),
     (S.IDLE, I.RX_STOPCCN): (A.PEER_STOPPED, S.CLOSING),
     (S.IDLE, I.HELLO_DUE): (A.ACK_ONLY, S.IDLE),
+    (S.IDLE, I.SETUP_TIMEOUT): (A.ACK_ONLY, S.IDLE),
     # wait-ctl-reply
     (S.WAIT_CTL_REPLY, I.RX_SCCRP_OK): (A.SEND_SCCCN, S.ESTABLISHED),
     (S.WAIT_CTL_REPLY, I.RX_SCCRP_BAD): (A.SEND_STOPCCN, S.CLOSING),
@@ -78,6 +80,7 @@ TUNNEL_TABLE: dict[tuple[TunnelState, TunnelInput], tuple[TunnelAction, TunnelSt
     (S.WAIT_CTL_REPLY, I.LOCAL_CLOSE): (A.SEND_STOPCCN, S.CLOSING),
     (S.WAIT_CTL_REPLY, I.RETRANSMIT_EXHAUSTED): (A.CLEAR, S.CLOSED),
     (S.WAIT_CTL_REPLY, I.HELLO_DUE): (A.ACK_ONLY, S.WAIT_CTL_REPLY),
+    (S.WAIT_CTL_REPLY, I.SETUP_TIMEOUT): (A.SEND_STOPCCN, S.CLOSING),
     # wait-ctl-conn
     (S.WAIT_CTL_CONN, I.RX_SCCCN_OK): (A.ESTABLISH, S.ESTABLISHED),
     (S.WAIT_CTL_CONN, I.RX_SCCCN_BAD): (A.SEND_STOPCCN, S.CLOSING),
@@ -87,6 +90,7 @@ TUNNEL_TABLE: dict[tuple[TunnelState, TunnelInput], tuple[TunnelAction, TunnelSt
     (S.WAIT_CTL_CONN, I.LOCAL_CLOSE): (A.SEND_STOPCCN, S.CLOSING),
     (S.WAIT_CTL_CONN, I.RETRANSMIT_EXHAUSTED): (A.CLEAR, S.CLOSED),
     (S.WAIT_CTL_CONN, I.HELLO_DUE): (A.ACK_ONLY, S.WAIT_CTL_CONN),
+    (S.WAIT_CTL_CONN, I.SETUP_TIMEOUT): (A.SEND_STOPCCN, S.CLOSING),
     # established
     (S.ESTABLISHED, I.RX_SESSION): (A.DISPATCH, S.ESTABLISHED),
     (S.ESTABLISHED, I.RX_HELLO): (A.ACK_ONLY, S.ESTABLISHED),
@@ -95,11 +99,13 @@ TUNNEL_TABLE: dict[tuple[TunnelState, TunnelInput], tuple[TunnelAction, TunnelSt
     (S.ESTABLISHED, I.LOCAL_CLOSE): (A.SEND_STOPCCN, S.CLOSING),
     (S.ESTABLISHED, I.RETRANSMIT_EXHAUSTED): (A.CLEAR, S.CLOSED),
     (S.ESTABLISHED, I.HELLO_DUE): (A.SEND_HELLO, S.ESTABLISHED),
+    (S.ESTABLISHED, I.SETUP_TIMEOUT): (A.ACK_ONLY, S.ESTABLISHED),
     # closing: only acknowledge (the transport does), wait for the hold time
     **{(S.CLOSING, i): (A.ACK_ONLY, S.CLOSING) for i in _RX_ALL},
     (S.CLOSING, I.LOCAL_CLOSE): (A.ACK_ONLY, S.CLOSING),
     (S.CLOSING, I.RETRANSMIT_EXHAUSTED): (A.ACK_ONLY, S.CLOSING),
     (S.CLOSING, I.HELLO_DUE): (A.ACK_ONLY, S.CLOSING),
+    (S.CLOSING, I.SETUP_TIMEOUT): (A.ACK_ONLY, S.CLOSING),
     (S.CLOSING, I.HOLD_EXPIRED): (A.FINISH, S.CLOSED),
     # closed: nothing happens any more
     **{(S.CLOSED, i): (A.ACK_ONLY, S.CLOSED) for i in TunnelInput},

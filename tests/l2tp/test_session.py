@@ -355,3 +355,19 @@ def test_session_ids_unique_nonzero_and_capped() -> None:
     t.sessions[777] = t.sessions[1]
     with pytest.raises(LocalProtocolError):
         t.open_session(CallParams(), 0.0)
+
+
+def test_icrq_acked_but_never_answered_times_out_with_cdn_10() -> None:
+    net = Net()
+    tid, lac_t, lns_t = up(net)
+    lns_t.accept_calls = True
+    lns_t._session_policy = None
+    # the LNS acknowledges the ICRQ but its session layer never answers
+    lns_t._incoming_call = lambda msg, now: None  # type: ignore[method-assign]
+    sid = net.lac.open_session(tid, CallParams(), net.now)
+    t0 = net.now
+    net.run(until=t0 + 120, stop=lambda: bool(net.of(net.lac_events, SessionClosed)))
+    (closed,) = net.of(net.lac_events, SessionClosed)
+    assert closed.session_id == sid and closed.result == 10 and closed.during_setup
+    assert 60.0 <= net.now - t0 <= 60.2
+    assert lac_t.established and sid not in lac_t.sessions

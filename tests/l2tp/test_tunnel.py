@@ -380,3 +380,18 @@ def test_tie_breaker_lower_value_wins() -> None:
     )
     assert b.datagrams_to_send(0.1) == []
     assert b.tunnel_info(b_tid) is not None and b.counters["tie_breaker"] == 1
+
+
+def test_sccrq_acked_but_never_answered_times_out() -> None:
+    ep = L2tpEndpoint(rand_bytes=random.Random(4).randbytes, strict=True)
+    tid = ep.open_tunnel(LNS_ADDR, TunnelConfig(setup_timeout=30.0), 0.0)
+    ep.datagrams_to_send(0.0)
+    ep.receive_datagram(
+        encode_control(ControlMessage(tid, 0, 0, 1, None, ())), LNS_ADDR, 0.5
+    )  # ZLB ack, then silence
+    assert ep.get_timer() == 30.0  # counted from the SCCRQ, the last message exchanged
+    ep.handle_timer(30.0)
+    (stop,) = [decode_control(d) for d, _p in ep.datagrams_to_send(30.0)]
+    assert stop.message_type is MessageType.StopCCN
+    (closed,) = [e for e in iter(ep.next_event, None) if isinstance(e, TunnelClosed)]
+    assert closed.reason == "setup-timeout" and closed.during_setup
