@@ -29,6 +29,7 @@ from broker.l2tp.avps import (
     MalformedHeader,
     UnknownMandatoryAvp,
     UnknownMessageType,
+    ValueKind,
     accm_avp,
     bytes_avp,
     call_errors_avp,
@@ -109,6 +110,52 @@ class ControlMessage:
     @property
     def is_zlb(self) -> bool:
         return self.message_type is None
+
+
+#: AVPs whose values are credentials or secrets-derived: never shown in logs.
+REDACTED_AVPS = frozenset(
+    {
+        AvpType.CHALLENGE,
+        AvpType.CHALLENGE_RESPONSE,
+        AvpType.RANDOM_VECTOR,
+        AvpType.PROXY_AUTHEN_CHALLENGE,
+        AvpType.PROXY_AUTHEN_RESPONSE,
+    }
+)
+
+
+def describe(msg: ControlMessage) -> str:
+    """One log line for a message: header and AVPs by name, credentials redacted."""
+    name = "ZLB" if msg.message_type is None else msg.message_type.name
+    parts = [f"{name} tid={msg.tunnel_id} sid={msg.session_id} ns={msg.ns} nr={msg.nr}"]
+    for avp in msg.avps:
+        spec = spec_for(avp.type, avp.vendor_id)
+        label = spec.name if spec is not None else f"{avp.vendor_id}:{avp.type}"
+        if avp.hidden:
+            label += "(H)"
+        if avp.type in REDACTED_AVPS and avp.vendor_id == 0:
+            parts.append(f"{label}=<{len(avp.value)} octets>")
+        else:
+            parts.append(f"{label}={_show_value(spec, avp.value)}")
+    return " ".join(parts)
+
+
+def _show_value(spec: AvpSpec | None, value: bytes) -> str:
+    kind = None if spec is None else spec.kind
+    try:
+        if kind in (ValueKind.UINT16, ValueKind.UINT32, ValueKind.UINT64):
+            return str(int.from_bytes(value, "big"))
+        if kind is ValueKind.STRING:
+            return repr(parse_str(value))
+        if kind is ValueKind.RESULT_CODE:
+            return repr(parse_result_code(value))
+        if kind is ValueKind.PPP_DISCONNECT_CAUSE:
+            return repr(parse_ppp_disconnect_cause(value))
+        if kind is ValueKind.Q931_CAUSE:
+            return repr(parse_q931_cause(value))
+    except RemoteProtocolError:
+        pass
+    return value.hex() if len(value) <= 32 else f"{value[:32].hex()}...({len(value)} octets)"
 
 
 def peek_header(data: bytes) -> tuple[bool, int, int]:
@@ -261,6 +308,9 @@ def encode_control(
         if avp.hidden:
             if secret is None:
                 raise LocalProtocolError(f"AVP {avp.type} marked hidden but no secret given")
+            spec = spec_for(avp.type, avp.vendor_id)
+            if spec is not None and not spec.hidable:
+                raise LocalProtocolError(f"{spec.name} MUST NOT be hidden (RFC 2661 4.4)")
             if random_vector is None:
                 random_vector = rand_bytes(RANDOM_VECTOR_LEN)
                 _push_avp(body, AvpType.RANDOM_VECTOR, 0, True, False, random_vector)
@@ -318,6 +368,7 @@ __all__ = [
     "call_errors_avp",
     "challenge_response",
     "decode_control",
+    "describe",
     "empty_avp",
     "encode_control",
     "parse_accm",

@@ -14,6 +14,7 @@ from broker.l2tp.codec import (
     ControlMessage,
     UnknownMandatoryAvp,
     decode_control,
+    describe,
     encode_control,
     peek_header,
     result_code_avp,
@@ -34,7 +35,7 @@ def known_avp(draw: st.DrawFn, allow_hidden: bool) -> Avp:
     t = draw(st.sampled_from(KNOWN))
     spec = AVP_SPECS[t]
     value = draw(st.binary(min_size=spec.min_len, max_size=min(spec.max_len, 48)))
-    hidden = allow_hidden and draw(st.booleans())
+    hidden = allow_hidden and spec.hidable and draw(st.booleans())
     return Avp(t, value, draw(st.booleans()), hidden)
 
 
@@ -233,3 +234,34 @@ def test_peek_header_on_data_messages() -> None:
     assert peek_header(encode_data_header(7, 8)) == (False, 7, 8)
     assert peek_header(encode_data_header(7, 8, 1, 2, payload_len=0)) == (False, 7, 8)
     assert peek_header(encode_data_header(7, 8, offset_pad=4)) == (False, 7, 8)
+
+
+def test_hiding_an_avp_the_rfc_forbids_is_a_local_error() -> None:
+    for t in (AvpType.RESULT_CODE, AvpType.HOST_NAME, AvpType.RANDOM_VECTOR):
+        msg = ControlMessage(1, 0, 0, 0, MessageType.SCCRQ, (Avp(t, b"\x00\x01", hidden=True),))
+        with pytest.raises(LocalProtocolError):
+            encode_control(msg, SECRET)
+
+
+def test_describe_names_avps_and_redacts_credentials() -> None:
+    msg = ControlMessage(
+        7,
+        9,
+        1,
+        2,
+        MessageType.ICCN,
+        (
+            uint16_avp(AvpType.ASSIGNED_SESSION_ID, 66, hidden=True),
+            str_avp(AvpType.PROXY_AUTHEN_NAME, "user@realm"),
+            Avp(AvpType.PROXY_AUTHEN_RESPONSE, b"password", mandatory=False),
+            result_code_avp(2, 8, "why"),
+            Avp(99, b"\x01", mandatory=False, vendor_id=9),
+        ),
+    )
+    text = describe(msg)
+    assert text.startswith("ICCN tid=7 sid=9 ns=1 nr=2 ")
+    assert "ASSIGNED_SESSION_ID(H)=66" in text
+    assert "PROXY_AUTHEN_NAME='user@realm'" in text
+    assert "password" not in text and "PROXY_AUTHEN_RESPONSE=<8 octets>" in text
+    assert "RESULT_CODE=(2, 8, 'why')" in text and "9:99=01" in text
+    assert describe(ControlMessage(1, 0, 0, 0, None)) == "ZLB tid=1 sid=0 ns=0 nr=0"
