@@ -3,6 +3,7 @@
 :class:`RadiusUdpAdapter` binds ``engine.sockets`` UDP ports on one local address (ephemeral
 ports: many source ports, each with its own 256 Identifiers per server), feeds every datagram
 to :class:`broker.radius.client.RadiusClient` with the index of the socket it arrived on,
+and once per reactor iteration (``callLater(0)``, so a burst of replies costs one flush)
 writes what the engine wants sent from the socket it names, delivers events to ``on_event``
 and to the Deferred returned by :meth:`RadiusUdpAdapter.authenticate`, and keeps one timer
 re-armed from ``engine.get_timer()`` (:class:`broker.adapters.timer.EngineTimer`).
@@ -71,10 +72,12 @@ class RadiusUdpAdapter:
             "rx": 0,
             "tx": 0,
             "tx_errors": 0,
+            "tx_dropped": 0,
             "engine_errors": 0,
             "callback_errors": 0,
         }
         self._logged: set[str] = set()
+        self._flush_call: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -85,8 +88,14 @@ class RadiusUdpAdapter:
         self.timer.rearm()
 
     def stop(self) -> Deferred[Any]:
-        """Stop the timer and close the sockets; pending authentications time out."""
+        """Deliver what the engine already decided, then stop the timer and close the
+        sockets; authentications still pending end as AccessTimedOut."""
+        if self._ports:
+            self.flush()
         self.timer.stop()
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
         ports, self._ports = self._ports, []
         waiters, self._waiters = self._waiters, {}
         for key, d in waiters.items():
@@ -98,6 +107,11 @@ class RadiusUdpAdapter:
             if results
             else (succeed(None))
         )
+
+    @property
+    def pending(self) -> int:
+        """Authentications whose Deferred has not fired yet."""
+        return len(self._waiters)
 
     @property
     def ports(self) -> list[int]:
@@ -124,7 +138,7 @@ class RadiusUdpAdapter:
         except Exception:
             del self._waiters[key]
             raise
-        self.flush()
+        self._flush_soon()
         return d
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -135,15 +149,31 @@ class RadiusUdpAdapter:
             self.engine.receive_datagram(data, addr, index, self.reactor.seconds())
         except Exception as exc:  # the engine never raises on input; keep the reactor alive
             self._note("engine_errors", exc)
-        self.flush()
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """One flush per reactor iteration, however many datagrams and requests came in."""
+        if self._flush_call is None:
+            self._flush_call = self.reactor.callLater(0, self.flush)
 
     def flush(self) -> None:
         """Write the engine's datagrams, deliver its events, re-arm the timer."""
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_call = None
         now = self.reactor.seconds()
         for dg in self.engine.datagrams_to_send(now):
             try:
-                self._ports[dg.socket_index].write(dg.payload, dg.addr)
+                port = self._ports[dg.socket_index]
+                sock = getattr(port, "socket", None)
+                if sock is not None:
+                    sock.sendto(dg.payload, dg.addr)  # the address is ours: skip re-checks
+                else:
+                    port.write(dg.payload, dg.addr)
                 self.counters["tx"] += 1
+            except BlockingIOError:
+                self.counters["tx_dropped"] += 1  # the retransmission timer covers it
             except (OSError, IndexError) as exc:
                 self._note("tx_errors", exc)
         while (event := self.engine.next_event()) is not None:
