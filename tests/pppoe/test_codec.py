@@ -29,12 +29,8 @@ from broker.wire import LocalProtocolError, RemoteProtocolError
 from tests.support.pcap import read_pcap
 
 CAPTURES = Path("/work/shared/captures")
+# tcpdump's captures (BSD licence, LICENSE.tcpdump) vendored so tests do not depend on /work.
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "pppoe"
-
-
-def _captures_dir() -> Path:
-    # The captures are vendored under tests/vectors/pppoe so the tests do not depend on /work.
-    return VECTORS
 
 
 def _split_eth(frame: bytes) -> tuple[bytes, bytes, int, bytes]:
@@ -45,8 +41,8 @@ def _split_eth(frame: bytes) -> tuple[bytes, bytes, int, bytes]:
 def test_golden_padi_from_tcpdump_capture() -> None:
     """pppoe.pcap + pppoe.out (tcpdump test suite). tshark 4.x agreed: PADI, session 0,
     length 18, PPP-Max-Payload 05dc, Host-Uniq 16372c16 (it hides the empty Service-Name)."""
-    frames = read_pcap(_captures_dir() / "pppoe.pcap")
-    expected = (_captures_dir() / "pppoe.out").read_text().splitlines()
+    frames = read_pcap(VECTORS / "pppoe.pcap")
+    expected = (VECTORS / "pppoe.out").read_text().splitlines()
     assert len(frames) == len(expected) == 1
     _ts, frame = frames[0]
     dst, src, ethertype, payload = _split_eth(frame)
@@ -71,8 +67,8 @@ def test_golden_padi_from_tcpdump_capture() -> None:
 
 def test_golden_session_frames_from_tcpdump_capture() -> None:
     """pppoes.pcap + pppoes.out: two LCP Echo-Requests in sessions 0x17 and 0x3b."""
-    frames = read_pcap(_captures_dir() / "pppoes.pcap")
-    expected = (_captures_dir() / "pppoes.out").read_text().splitlines()
+    frames = read_pcap(VECTORS / "pppoes.pcap")
+    expected = (VECTORS / "pppoes.out").read_text().splitlines()
     assert len(frames) == len(expected) == 2
     for (_ts, frame), line in zip(frames, expected, strict=True):
         _dst, _src, ethertype, payload = _split_eth(frame)
