@@ -68,6 +68,8 @@ Peer = tuple[str, int]
 
 
 class _RadiusSocket(DatagramProtocol):
+    noisy = False
+
     def __init__(self, runtime: CallFlowRuntime, index: int) -> None:
         self.runtime = runtime
         self.index = index
@@ -183,6 +185,7 @@ class CallFlowRuntime:
         self.l2tp = L2tpUdpAdapter(
             _L2tpFacade(self), self.reactor, address, port, on_data=self._l2tp_data, **kwargs
         )
+        self.l2tp.noisy = False
         return self.l2tp
 
     def listen_radius(self, address: str, count: int) -> None:

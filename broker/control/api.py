@@ -118,6 +118,7 @@ def make_site(backend: ControlBackend) -> server.Site:
     site = server.Site(ControlResource(backend))
     site.displayTracebacks = False
     site.noisy = False
+    site.log = lambda request: None  # type: ignore[method-assign]
     return site
 
 
