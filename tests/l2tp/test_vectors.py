@@ -34,7 +34,7 @@ from broker.l2tp.codec import (
     uint64_avp,
 )
 from broker.l2tp.constants import AvpType, MessageType
-from broker.l2tp.data import encode_data, split_data
+from broker.l2tp.data import DataHeader, encode_data, split_data
 from broker.l2tp.hidden import padding_needed
 from tests.support import require_binary, require_root
 
@@ -370,3 +370,67 @@ def test_tshark_decodes_our_messages() -> None:
     assert iccn["l2tp.avp.proxy_authen_name"] == "user@realm"
     assert int(iccn["l2tp.avp.proxy_authen_id"]) == 7
     assert padding_needed(2) == 12
+
+
+def _tshark_fields(tshark: str, datagrams: list[bytes], fields: list[str]) -> list[dict[str, str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        pcap = Path(tmp) / "ours.pcap"
+        pcap.write_bytes(_pcap(datagrams))
+        out = subprocess.run(
+            [tshark, "-r", str(pcap), "-d", "udp.port==1701,l2tp", "-T", "fields",
+             "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=|",
+             *[a for f in fields for a in ("-e", f)]],
+            check=True, capture_output=True, text=True, timeout=60,
+        ).stdout.splitlines()  # fmt: skip
+    return [dict(zip(fields, line.split("\t"), strict=True)) for line in out]
+
+
+@pytest.mark.integration
+def test_tshark_decodes_our_hidden_avps_and_data_headers() -> None:
+    tshark = require_binary("tshark")
+    hidden = ControlMessage(
+        9965, 44, 8, 4, MessageType.ICRQ,
+        (
+            uint16_avp(AvpType.ASSIGNED_SESSION_ID, 66, hidden=True),
+            uint32_avp(AvpType.CALL_SERIAL_NUMBER, 1),
+            str_avp(AvpType.CALLING_NUMBER, "a-calling-number-longer-than-16", hidden=True),
+        ),
+    )  # fmt: skip
+    lcp = b"\xff\x03\xc0\x21\x01\x01\x00\x04"
+    headers = [
+        DataHeader(9965, 44),
+        DataHeader(9965, 44, ns=3, nr=7, length=0),
+        DataHeader(9965, 44, offset_pad=4, priority=True),
+    ]
+    datagrams = [encode_control(hidden, b"secret")] + [encode_data(h, lcp) for h in headers]
+    fields = [
+        "l2tp.type", "l2tp.length_bit", "l2tp.seq_bit", "l2tp.offset_bit", "l2tp.priority",
+        "l2tp.tunnel", "l2tp.session", "l2tp.Ns", "l2tp.Nr", "l2tp.length", "l2tp.offset",
+        "l2tp.avp.type", "l2tp.avp.hidden", "l2tp.avp.length", "ppp.code", "ppp.identifier",
+        "_ws.expert",
+    ]  # fmt: skip
+    rows = _tshark_fields(tshark, datagrams, fields)
+    assert len(rows) == 4
+    icrq = rows[0]
+    assert icrq["_ws.expert"] == ""
+    decoded = decode_control(datagrams[0], b"secret")
+    # tshark shows a hidden AVP's flags and length but not its (encrypted) type field
+    assert _ints(icrq["l2tp.avp.type"]) == [0] + [a.type for a in decoded.avps if not a.hidden]
+    assert _ints(icrq["l2tp.avp.hidden"]) == [0] + [int(a.hidden) for a in decoded.avps]
+    # hidden lengths: 6 + 2 + value + padding to one MD5 block at least
+    assert _ints(icrq["l2tp.avp.length"]) == [8, 22, 22, 10, 6 + 2 + 31]
+    for header, row in zip(headers, rows[1:], strict=True):
+        assert row["_ws.expert"] == "", row
+        assert row["l2tp.type"] == "0"
+        assert (int(row["l2tp.tunnel"]), int(row["l2tp.session"])) == (9965, 44)
+        assert row["l2tp.length_bit"] == ("1" if header.length is not None else "0")
+        assert row["l2tp.seq_bit"] == ("1" if header.ns is not None else "0")
+        assert row["l2tp.offset_bit"] == ("1" if header.offset_pad else "0")
+        assert row["l2tp.priority"] == ("1" if header.priority else "0")
+        if header.ns is not None:
+            assert (int(row["l2tp.Ns"]), int(row["l2tp.Nr"])) == (header.ns, header.nr)
+        if header.length is not None:
+            assert int(row["l2tp.length"]) == len(encode_data(header, lcp))
+        if header.offset_pad:
+            assert int(row["l2tp.offset"]) == header.offset_pad
+        assert (row["ppp.code"], row["ppp.identifier"]) == ("1", "1")  # tshark found the LCP frame
