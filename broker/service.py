@@ -464,6 +464,7 @@ class _RuntimeService(Service):
         self.node = node
         self.interfaces = interfaces
         self.heartbeat: task.LoopingCall | None = None
+        self.interim: task.LoopingCall | None = None
 
     def startService(self) -> None:  # Twisted's name
         node, cfg = self.node, self.node.cfg
@@ -475,6 +476,10 @@ class _RuntimeService(Service):
         self.heartbeat = task.LoopingCall(node.store.heartbeat)
         self.heartbeat.clock = node.reactor
         self.heartbeat.start(5.0, now=True)
+        if cfg.radius.interim_interval > 0 and node.accounting is not None:
+            self.interim = task.LoopingCall(rt.send_interims)
+            self.interim.clock = node.reactor
+            self.interim.start(cfg.radius.interim_interval, now=False)
         _log.info(
             "l2tp-broker {version} node {node}: dataplane {dp}, state {state}, L2TP on "
             "{addr}:{port}, PPPoE on {ifaces}",
@@ -487,8 +492,9 @@ class _RuntimeService(Service):
     def stopService(self) -> defer.Deferred[None]:  # Twisted's name
         super().stopService()
         node = self.node
-        if self.heartbeat is not None and self.heartbeat.running:
-            self.heartbeat.stop()
+        for loop in (self.heartbeat, self.interim):
+            if loop is not None and loop.running:
+                loop.stop()
         d = node.graceful_stop()
 
         def close(_: object) -> None:

@@ -54,6 +54,7 @@ from broker.radius.accounting import (
     NasInfo,
     SessionInfo,
     TunnelInfo,
+    interim_record,
     start_record,
     stop_record,
     tunnel_link_record,
@@ -332,6 +333,24 @@ class CallFlowRuntime:
                 self._quiet(self.store.unregister_session(cmd.call.acct_session_id))
             if self.on_call_ended is not None:
                 self.on_call_ended(cmd)
+
+    def send_interims(self) -> int:
+        """RFC 2866 Interim-Update for every spliced call, with the splice's counters."""
+        sent = 0
+        now = self.now()
+        for call in list(self.flow.calls.values()):
+            if call.started_at is None or not call.started_accounting:
+                continue
+            k = self.splice.counters_for(call.call_id)
+            if k is None:
+                continue
+            counters = Counters(
+                k["input_octets"], k["output_octets"], k["input_packets"], k["output_packets"]
+            )
+            info = self.session_info(self.flow.snapshot(call))
+            self._submit(interim_record(info, counters, int(now - call.started_at), self.wall()))
+            sent += 1
+        return sent
 
     # -- helpers -----------------------------------------------------------------------------
     def now(self) -> float:
