@@ -10,7 +10,8 @@ control message (``receive``) and drains datagrams (``datagrams_to_send``). This
   expiry, rewriting its Nr; when the last step expires it sets ``exhausted``;
 - delivers received messages to the tunnel once, in order; holds out-of-order ones that fall
   inside our receive window; acknowledges duplicates at once (ZLB) and new messages after a
-  short delay unless an outgoing message carries the acknowledgement first.
+  short delay unless an outgoing message carries the acknowledgement first (at once when
+  half our receive window is waiting for it, so a bulk sender never stalls on the delay).
 
 Messages are encoded once; retransmissions only patch the Nr field of the header
 (control messages always carry L=1, S=1, O=0, so Nr sits at octets 10-11, RFC 2661 3.1).
@@ -75,6 +76,7 @@ class ReliableTransport(Generic[T]):
         self._rtx_deadline: float | None = None
         self._ack_due: float | None = None
         self._held: dict[int, T] = {}
+        self._unacked_rx = 0  # messages delivered since our last acknowledgement went out
         self._out: list[bytes] = []
         self._had_loss = False
         #: shared with the endpoint when given (one dict for every tunnel)
@@ -131,6 +133,7 @@ class ReliableTransport(Generic[T]):
         _U16.pack_into(data, NR_OFFSET, self.expected)
         self._out.append(bytes(data))
         self._ack_due = None  # this message carries the acknowledgement
+        self._unacked_rx = 0
 
     def _pump(self, now: float) -> None:
         window = self.window
@@ -154,6 +157,7 @@ class ReliableTransport(Generic[T]):
         self._out.append(self._make_zlb(self.next_ns, self.expected))
         self.counters["zlb_sent"] += 1
         self._ack_due = None
+        self._unacked_rx = 0
 
     # -- receiving -----------------------------------------------------------------------
     def receive(self, ns: int, nr: int, is_zlb: bool, payload: T, now: float) -> list[T]:
@@ -169,7 +173,13 @@ class ReliableTransport(Generic[T]):
                 while self.expected in self._held:
                     delivered.append(self._held.pop(self.expected))
                     self.expected = seq_add(self.expected, 1)
-                self._schedule_ack(now + self.zlb_delay)
+                self._unacked_rx += len(delivered)
+                # Delay the ZLB so a reply can carry the ack, but not once half the peer's
+                # allowance (our receive window) waits on it: the peer would stall.
+                if self._unacked_rx >= max(1, self.receive_window // 2):
+                    self._schedule_ack(now)
+                else:
+                    self._schedule_ack(now + self.zlb_delay)
             elif d >= HALF:
                 # "less than or equal to" the last received: a duplicate (RFC 2661 5.8)
                 self.counters["duplicates"] += 1

@@ -214,3 +214,12 @@ def test_send_side_wraps_past_65535(start: int, n: int) -> None:
     assert sent == [(start + i) & 0xFFFF for i in range(n)]
     assert t.outstanding == 0
     assert t.get_timer() is None
+
+
+def test_ack_at_once_when_half_the_window_waits() -> None:
+    t = make(receive_window=8, zlb_delay=0.1)
+    for ns in range(3):
+        t.receive(ns, 0, False, "m", 0.0)
+    assert t.datagrams_to_send(0.0) == []  # still delayed, a reply may carry it
+    t.receive(3, 0, False, "m", 0.0)  # 4 = half of our window: the peer would stall
+    assert t.datagrams_to_send(0.0) == [zlb(0, 4)]
