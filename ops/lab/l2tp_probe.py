@@ -1,9 +1,11 @@
-"""L2TP LAC probe: our endpoint + UDP adapter in a Twisted reactor, driven from the command line.
+"""L2TP probe: our endpoint + UDP adapter in a Twisted reactor, driven from the command line.
 
-Opens one tunnel to ``--peer`` and ``--sessions`` incoming calls in it, prints every engine
-event as one JSON object per line on stdout, and exits when every ``--until`` condition holds
-(then after ``--hold`` seconds), or after ``--timeout`` seconds. Integration tests run it inside
-a network namespace against real LNSs (xl2tpd, l2tpns) and parse its output:
+LAC role (``--peer``): opens one tunnel to ``--peer`` and ``--sessions`` incoming calls in it.
+LNS role (``--lns``): answers whatever LAC connects (tunnel settings from the same options).
+Either way it prints every engine event as one JSON object per line on stdout, and exits when
+every ``--until`` condition holds (then after ``--hold`` seconds), or after ``--timeout``
+seconds. Integration tests run it inside a network namespace against real peers (xl2tpd,
+l2tpns) and parse its output:
 
     python -m ops.lab.l2tp_probe --local 192.0.2.1 --peer 192.0.2.2 --secret s3cret --hide \
         --until session-closed --timeout 20
@@ -12,8 +14,7 @@ Conditions: ``tunnel-established``, ``session-established`` (all sessions), ``se
 (all sessions), ``tunnel-closed``, ``data`` (a data message arrived, e.g. the LNS's first LCP
 Configure-Request). Last lines: ``{"event": "counters", ...}`` and ``{"event": "exit",
 "reason": "done" | "timeout" | "tunnel-closed"}``. Exit status 0 when done, 1 otherwise.
-When ``--stop`` is given the probe ends with a StopCCN (result 1) and waits up to 3 s for the
-peer's acknowledgement before exiting.
+When ``--stop`` is given the probe ends with a StopCCN (result 1) before exiting.
 """
 
 from __future__ import annotations
@@ -56,7 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="l2tp_probe", description=__doc__.split("\n")[0])
     p.add_argument("--local", required=True, help="local address to bind")
     p.add_argument("--local-port", type=int, default=1701)
-    p.add_argument("--peer", required=True)
+    p.add_argument("--peer", default=None, help="LNS to open the tunnel to (LAC role)")
+    p.add_argument(
+        "--lns",
+        action="store_true",
+        help="LNS role: open nothing, answer incoming SCCRQ/ICRQ with the tunnel settings",
+    )
     p.add_argument("--peer-port", type=int, default=1701)
     p.add_argument("--secret", default=None, help="tunnel secret (enables tunnel auth)")
     p.add_argument("--hide", action="store_true", help="hide AVPs (needs --secret)")
@@ -78,6 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--retransmit", default="1,2,4,8,8", help="retransmit schedule, seconds")
     p.add_argument("--hello-interval", type=float, default=60.0, help="idle time before HELLO")
     args = p.parse_args(argv)
+    if (args.peer is None) == (not args.lns):
+        p.error("give exactly one of --peer (LAC role) or --lns (LNS role)")
     args.until_set = {c.strip() for c in args.until.split(",") if c.strip()}
     unknown = args.until_set - set(CONDITIONS)
     if unknown:
@@ -234,8 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         retransmit=tuple(float(x) for x in args.retransmit.split(",")),
         hello_interval=args.hello_interval,
     )
-    endpoint = L2tpEndpoint()
+    endpoint = L2tpEndpoint(lns_config=config) if args.lns else L2tpEndpoint()
     state: dict[str, Any] = {
+        "tunnel_id": None,
         "tunnel_up": False,
         "tunnel_closed": False,
         "sessions_up": set(),
@@ -263,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         state["exit"] = reason
         if args.stop and state["tunnel_up"] and not state["tunnel_closed"]:
             try:
-                adapter.call(endpoint.close_tunnel, tunnel_id, 1, None, "probe done")
+                adapter.call(endpoint.close_tunnel, state["tunnel_id"], 1, None, "probe done")
             except Exception as exc:
                 emit({"event": "error", "where": "close_tunnel", "error": repr(exc)})
             reactor.callLater(3.0, really_exit)
@@ -298,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         emit({"event": type(event).__name__, **jsonable(event)})
         if isinstance(event, TunnelEstablished):
             state["tunnel_up"] = True
+            state["tunnel_id"] = event.tunnel_id
         elif isinstance(event, SessionEstablished):
             state["sessions_up"].add(event.session_id)
         elif isinstance(event, SessionClosed):
@@ -320,8 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         endpoint, reactor, args.local, args.local_port, on_event=on_event, on_data=on_data
     )
     adapter.start()
+    emit({"event": "listening", "address": args.local, "port": adapter.port, "lns": args.lns})
+    reactor.callLater(args.timeout, finish, "timeout")
+    if args.lns:
+        reactor.run()
+        return 0 if state["exit"] == "done" else 1
     peer = (args.peer, args.peer_port)
     tunnel_id = adapter.call(endpoint.open_tunnel, peer, config)
+    state["tunnel_id"] = tunnel_id
     emit({"event": "opened-tunnel", "tunnel_id": tunnel_id, "peer": list(peer)})
     for n in range(args.sessions):
         params = CallParams(
@@ -332,7 +348,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         sid = adapter.call(endpoint.open_session, tunnel_id, params)
         emit({"event": "opened-session", "tunnel_id": tunnel_id, "session_id": sid})
-    reactor.callLater(args.timeout, finish, "timeout")
     reactor.run()
     return 0 if state["exit"] == "done" else 1
 

@@ -1,4 +1,4 @@
-"""Run xl2tpd (Debian package) as an L2TP LNS inside a lab network namespace.
+"""Run xl2tpd (Debian package) as an L2TP LNS, or as a LAC, inside a lab network namespace.
 
     with Netns("lns") as ns:
         veth(lac, ns, "192.0.2.1/24", "192.0.2.2/24")
@@ -9,6 +9,9 @@ Everything (xl2tpd.conf, l2tp-secrets, the pppd options file, pid and control fi
 lives in a private temporary directory that is removed on stop. xl2tpd runs in the foreground
 (``-D``) so the namespace's process list owns it. On this machine's kernel (no /dev/ppp) xl2tpd
 accepts a call (ICRQ -> ICRP, ICCN) and then fails to start pppd, so it ends the call with a CDN.
+
+With ``lac_peer`` set, xl2tpd is a LAC instead: it dials ``lac_peer`` at start (``autodial``),
+opening a tunnel and one incoming call to that LNS (then pppd fails the same way).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ __all__ = ["Xl2tpd", "Xl2tpdConfig", "udp_listening"]
 
 @dataclass(frozen=True)
 class Xl2tpdConfig:
-    """LNS settings. ``secret`` enables tunnel authentication (``challenge = yes``)."""
+    """Settings. ``secret`` enables tunnel authentication (``challenge = yes``); LNS role
+    unless ``lac_peer`` is set."""
 
     listen_addr: str
     port: int = 1701
@@ -39,6 +43,8 @@ class Xl2tpdConfig:
     length_bit: bool = True
     debug: bool = True
     pppd_options: tuple[str, ...] = ("noauth", "nodefaultroute", "mtu 1400", "mru 1400")
+    #: LAC role: the LNS address to dial at start (no LNS section is written then)
+    lac_peer: str | None = None
 
 
 def udp_listening(ns: Netns, port: int) -> bool:
@@ -82,20 +88,32 @@ class Xl2tpd:
                 "debug state = yes",
                 "debug tunnel = yes",
             ]
-        lns = [
-            "[lns default]",
-            f"ip range = {c.ip_range}",
-            f"local ip = {c.local_ip}",
+        common = [
             f"hostname = {c.host_name}",
             f"challenge = {yes[c.secret is not None]}",
             f"hidden bit = {yes[c.hidden]}",
             f"length bit = {yes[c.length_bit]}",
-            "require authentication = no",
             "refuse pap = yes",
             "refuse chap = yes",
             f"pppoptfile = {self.options_path}",
         ]
-        self.conf_path.write_text("\n".join([*glob, "", *lns, ""]))
+        if c.lac_peer is None:
+            section = [
+                "[lns default]",
+                f"ip range = {c.ip_range}",
+                f"local ip = {c.local_ip}",
+                "require authentication = no",
+                *common,
+            ]
+        else:
+            section = [
+                "[lac lab]",
+                f"lns = {c.lac_peer}",
+                "autodial = yes",
+                "redial = no",
+                *common,
+            ]
+        self.conf_path.write_text("\n".join([*glob, "", *section, ""]))
         # l2tp-secrets: "<them> <me> <secret>"; "*" matches any host name.
         secret = c.secret if c.secret is not None else ""
         self.secrets_path.write_text(f"* * {secret}\n" if c.secret is not None else "")

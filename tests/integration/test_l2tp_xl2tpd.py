@@ -8,14 +8,14 @@ shared secret (an independent implementation agreeing with our hiding). xl2tpd a
 starting pppd, which fails on this kernel (no /dev/ppp), so xl2tpd clears the call with a CDN:
 the probe must report a SessionClosed from the peer with its result code and no error. The
 tunnel then idles with a short HELLO interval (keepalives acknowledged) and is closed with
-our StopCCN.
+our StopCCN. The last test swaps roles: xl2tpd as LAC dials our endpoint in the LNS role.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from ops.lab.l2tp_probe import run_in_netns
+from ops.lab.l2tp_probe import run_in_netns, start_in_netns
 from ops.lab.netns import namespaces, poll, veth
 from ops.lab.xl2tpd import Xl2tpd, Xl2tpdConfig
 from tests.support import require_binary, require_root
@@ -126,3 +126,52 @@ def test_xl2tpd_with_a_different_secret_is_refused() -> None:
     assert closed["during_setup"] is True
     assert closed["reason"] == "auth-failed", closed
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_xl2tpd_lac_against_our_lns() -> None:
+    """The LNS role against a real LAC: xl2tpd dials our endpoint (tunnel authentication both
+    ways), places a call that we accept, then clears it when its pppd fails."""
+    require_root()
+    require_binary("xl2tpd")
+    with namespaces("xlac", "lns") as (lac, lns):
+        veth(lac, lns, f"{LAC_ADDR}/24", f"{LNS_ADDR}/24")
+        probe = start_in_netns(
+            lns,
+            [
+                "--lns",
+                "--local", LNS_ADDR,
+                "--host-name", "our-lns",
+                "--secret", SECRET,
+                "--hide",
+                "--until", "session-closed",
+                "--timeout", "20",
+            ],
+        )  # fmt: skip
+        listening = poll(lambda: probe.seen("listening"), 15)
+        cfg = Xl2tpdConfig(
+            listen_addr=LAC_ADDR, secret=SECRET, host_name="xl2tpd-lac", lac_peer=LNS_ADDR
+        )
+        with Xl2tpd(lac, cfg) as xl2tpd:
+            run = probe.wait(30)
+            log = xl2tpd.log()
+
+    assert listening, run.events
+    assert not run.timed_out and run.exit_reason == "done", (run.events, run.stderr[-2000:])
+    assert "Traceback" not in run.stderr
+    incoming = run.one("IncomingTunnel")
+    assert incoming["peer_host_name"] == "xl2tpd-lac"
+    assert run.one("TunnelEstablished")["tunnel_id"] == incoming["tunnel_id"]
+    # xl2tpd checked our Challenge Response (in SCCRP) and we checked its one (in SCCCN).
+    assert "chalresp_avp: Challenge reply found" in log
+    assert "Connection established to" in log
+    session = run.one("SessionEstablished")
+    assert session["params"]["serial"] == 1
+    assert "Call established with" in log
+    closed = run.one("SessionClosed")
+    assert closed["session_id"] == session["session_id"] and closed["by_peer"] is True
+    counters = run.one("counters")
+    assert counters["adapter"]["engine_errors"] == 0
+    for key in ("malformed", "protocol_errors", "internal_errors", "auth_failed"):
+        assert counters["endpoint"].get(key, 0) == 0, (key, counters)
