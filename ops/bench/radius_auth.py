@@ -38,7 +38,7 @@ from broker.radius.client import (
 )
 from broker.radius.constants import Code
 from broker.radius.tunnel import TunnelCandidate, encode_tunnel_attributes
-from ops.lab.freeradius import FreeRadius, LabClient, free_udp_port
+from ops.lab.freeradius import FreeRadius, LabClient, free_udp_ports
 
 SECRET = "bench-secret"
 USER = "bench@bench.example"
@@ -197,10 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         "tunnels; includes encoding the fake server's reply)"
     )
     with tempfile.TemporaryDirectory(prefix="radius-bench-") as tmp:
+        auth_port, acct_port = free_udp_ports(2)
         radius = FreeRadius(
             Path(tmp),
-            auth_port=free_udp_port(),
-            acct_port=free_udp_port(),
+            auth_port=auth_port,
+            acct_port=acct_port,
             clients=[LabClient("bench", "127.0.0.1", SECRET)],
             threads=args.threads,
         )

@@ -1,6 +1,7 @@
 """Start and stop a lab FreeRADIUS (auth + accounting) and read its detail file.
 
-    with FreeRadius(tmp_path / "r1", auth_port=free_udp_port(), acct_port=free_udp_port(),
+    auth, acct = free_udp_ports(2)
+    with FreeRadius(tmp_path / "r1", auth_port=auth, acct_port=acct,
                     clients=[LabClient("lo", "127.0.0.1", "s3cret")]) as radius:
         ... send requests to 127.0.0.1:radius.auth_port ...
         radius.records()     # detail-file records (accounting)
@@ -26,14 +27,24 @@ from typing import Any
 
 from ops.radius.config import LabClient, write_config
 
-__all__ = ["FreeRadius", "LabClient", "free_udp_port", "parse_detail"]
+__all__ = ["FreeRadius", "LabClient", "free_udp_port", "free_udp_ports", "parse_detail"]
 
 
 def free_udp_port(address: str = "127.0.0.1") -> int:
     """A UDP port that was free a moment ago (bind to 0 and release)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
+    return free_udp_ports(1, address)[0]
+
+
+def free_udp_ports(count: int, address: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct UDP ports that were free a moment ago (all bound at once)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind((address, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @dataclass

@@ -29,7 +29,7 @@ from broker.radius.client import (
 )
 from broker.radius.constants import Code, TunnelMediumType, TunnelType
 from broker.radius.tunnel import SkippedTunnel, TunnelCandidate
-from ops.lab.freeradius import FreeRadius, LabClient, free_udp_port
+from ops.lab.freeradius import FreeRadius, LabClient, free_udp_ports
 from ops.lab.netns import Netns, poll, veth
 from tests.support import require_binary, require_root
 
@@ -72,14 +72,23 @@ ALICE_TUNNELS = (
 
 
 def start_radius(directory: Path) -> FreeRadius:
-    radius = FreeRadius(
-        directory,
-        auth_port=free_udp_port(),
-        acct_port=free_udp_port(),
-        clients=[LabClient("loopback", "127.0.0.1", SECRET)],
-    )
-    radius.start()
-    return radius
+    """A FreeRADIUS on two fresh loopback ports (new ports if another process took them)."""
+    for attempt in range(3):
+        auth_port, acct_port = free_udp_ports(2)
+        radius = FreeRadius(
+            directory,
+            auth_port=auth_port,
+            acct_port=acct_port,
+            clients=[LabClient("loopback", "127.0.0.1", SECRET)],
+        )
+        try:
+            radius.start()
+        except RuntimeError:
+            if attempt == 2:
+                raise
+            continue
+        return radius
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture
@@ -206,8 +215,8 @@ def test_failover_when_one_server_stops_and_status_server_revival(tmp_path: Path
     second = start_radius(tmp_path / "r2")
     h = Harness(
         [
-            server_config(first, "r1", timeout=(0.5, 0.5), dead_time=60.0, probe_interval=0.2),
-            server_config(second, "r2", timeout=(1.0, 1.0), dead_time=60.0),
+            server_config(first, "r1", timeout=(1.0, 1.0), dead_time=60.0, probe_interval=0.2),
+            server_config(second, "r2", timeout=(2.0, 2.0), dead_time=60.0),
         ]
     )
     try:
