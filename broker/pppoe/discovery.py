@@ -292,7 +292,13 @@ class DiscoveryServer:
         ):
             self._count("bad_cookie")
             return
-        line_info = p.line_info or LineInfo()  # may raise RemoteProtocolError
+        try:
+            line_info = p.line_info or LineInfo()
+        except RemoteProtocolError:
+            # A broken tag from the access node's intermediate agent: serve the subscriber
+            # anyway, without line identification.
+            self._count("bad_line_info")
+            line_info = LineInfo()
         existing = self._setup_index.get((interface, src, p.host_uniq))
         if existing is not None:
             s = self._sessions[existing]
