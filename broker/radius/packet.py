@@ -69,6 +69,7 @@ RandBytes = Callable[[int], bytes]
 _HEADER = struct.Struct("!BBH16s")
 _ZERO_AUTH = bytes(AUTHENTICATOR_LENGTH)
 _ZERO_MA = bytes(16)
+_MA_TYPE = int(Attr.MESSAGE_AUTHENTICATOR)
 #: Codes whose Request Authenticator is random (RFC 2865 section 3, RFC 5997 section 3).
 _RANDOM_AUTH_CODES = frozenset({Code.ACCESS_REQUEST, Code.STATUS_SERVER})
 #: Codes whose Request Authenticator is an MD5 over the packet (RFC 2866 section 3,
@@ -396,16 +397,14 @@ def _ma_valid(
     *,
     required: bool,
 ) -> bool:
-    mas = [(off, v) for t, off, v in spans if t == Attr.MESSAGE_AUTHENTICATOR]
+    mas = [(off, v) for t, off, v in spans if t == _MA_TYPE]
     if not mas:
         return not required
     if len(mas) != 1 or len(mas[0][1]) != 16:
         return False
     off, received = mas[0]
-    buf = bytearray(raw[:length])
-    buf[4:20] = auth_field
-    buf[off : off + 16] = _ZERO_MA
-    return hmac.compare_digest(message_authenticator(bytes(buf), secret), received)
+    signed = raw[:4] + auth_field + raw[20:off] + _ZERO_MA + raw[off + 16 : length]
+    return hmac.compare_digest(hmac.digest(secret, signed, "md5"), received)
 
 
 def verify_response(
@@ -454,9 +453,8 @@ def decode_verified_reply(
         code, identifier, length, auth, spans = _split(raw)
     except RemoteProtocolError:
         return None
-    body = bytearray(raw[:length])
-    body[4:20] = request_authenticator
-    if not hmac.compare_digest(hashlib.md5(bytes(body) + secret).digest(), auth):
+    expected = hashlib.md5(raw[:4] + request_authenticator + raw[20:length] + secret).digest()
+    if not hmac.compare_digest(expected, auth):
         return None
     if not _ma_valid(raw, length, request_authenticator, spans, secret, required=True):
         return None

@@ -48,7 +48,9 @@ MAX_TAG = 0x1F
 
 RawAttribute = tuple[int, bytes]
 
-_INTEGER_ATTRS = frozenset({Attr.TUNNEL_TYPE, Attr.TUNNEL_MEDIUM_TYPE, Attr.TUNNEL_PREFERENCE})
+_INTEGER_ATTRS = frozenset(
+    int(a) for a in (Attr.TUNNEL_TYPE, Attr.TUNNEL_MEDIUM_TYPE, Attr.TUNNEL_PREFERENCE)
+)
 _STRING_ATTRS = frozenset(
     {
         Attr.TUNNEL_CLIENT_ENDPOINT,
@@ -59,7 +61,18 @@ _STRING_ATTRS = frozenset(
         Attr.TUNNEL_SERVER_AUTH_ID,
     }
 )
-_TUNNEL_ATTRS = _INTEGER_ATTRS | _STRING_ATTRS | {Attr.TUNNEL_PASSWORD}
+_TUNNEL_ATTRS = frozenset(int(a) for a in _INTEGER_ATTRS | _STRING_ATTRS | {Attr.TUNNEL_PASSWORD})
+# Plain ints for the hot paths (an enum member lookup costs more than a global).
+_TUNNEL_TYPE = int(Attr.TUNNEL_TYPE)
+_TUNNEL_MEDIUM_TYPE = int(Attr.TUNNEL_MEDIUM_TYPE)
+_TUNNEL_CLIENT_ENDPOINT = int(Attr.TUNNEL_CLIENT_ENDPOINT)
+_TUNNEL_SERVER_ENDPOINT = int(Attr.TUNNEL_SERVER_ENDPOINT)
+_TUNNEL_PASSWORD = int(Attr.TUNNEL_PASSWORD)
+_TUNNEL_PRIVATE_GROUP_ID = int(Attr.TUNNEL_PRIVATE_GROUP_ID)
+_TUNNEL_ASSIGNMENT_ID = int(Attr.TUNNEL_ASSIGNMENT_ID)
+_TUNNEL_PREFERENCE = int(Attr.TUNNEL_PREFERENCE)
+_TUNNEL_CLIENT_AUTH_ID = int(Attr.TUNNEL_CLIENT_AUTH_ID)
+_TUNNEL_SERVER_AUTH_ID = int(Attr.TUNNEL_SERVER_AUTH_ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +205,7 @@ def parse_tunnels(
             if attr_type in _INTEGER_ATTRS:
                 tag, number = split_tagged_integer(value)
                 item: bytes | int = number
-            elif attr_type == Attr.TUNNEL_PASSWORD:
+            elif attr_type == _TUNNEL_PASSWORD:
                 if not value:
                     raise RemoteProtocolError("empty Tunnel-Password")
                 tag = value[0] if value[0] <= MAX_TAG else 0
@@ -236,40 +249,40 @@ def _text(value: bytes | int | None) -> bytes | None:
 
 
 def _candidate(tag: int, attrs: dict[int, bytes | int]) -> TunnelCandidate | SkippedTunnel:
-    tunnel_type = attrs.get(Attr.TUNNEL_TYPE)
+    tunnel_type = attrs.get(_TUNNEL_TYPE)
     if not isinstance(tunnel_type, int):
         return SkippedTunnel(tag, "no Tunnel-Type")
     if tunnel_type != TunnelType.L2TP:
         return SkippedTunnel(tag, f"Tunnel-Type {tunnel_type} is not L2TP")
-    raw_endpoint = _text(attrs.get(Attr.TUNNEL_SERVER_ENDPOINT))
+    raw_endpoint = _text(attrs.get(_TUNNEL_SERVER_ENDPOINT))
     if raw_endpoint is None:
         return SkippedTunnel(tag, "no Tunnel-Server-Endpoint")
     try:
         endpoint = raw_endpoint.decode("utf-8").strip()
     except UnicodeDecodeError:
         return SkippedTunnel(tag, "Tunnel-Server-Endpoint is not text")
-    medium = attrs.get(Attr.TUNNEL_MEDIUM_TYPE)
+    medium = attrs.get(_TUNNEL_MEDIUM_TYPE)
     if not isinstance(medium, int):
         medium = _infer_medium(endpoint)
     if medium not in (TunnelMediumType.IPV4, TunnelMediumType.IPV6):
         return SkippedTunnel(tag, f"Tunnel-Medium-Type {medium} is not IPv4 or IPv6")
     if not _endpoint_ok(endpoint, medium):
         return SkippedTunnel(tag, f"Tunnel-Server-Endpoint {endpoint!r} unusable")
-    raw_client = _text(attrs.get(Attr.TUNNEL_CLIENT_ENDPOINT))
+    raw_client = _text(attrs.get(_TUNNEL_CLIENT_ENDPOINT))
     client = raw_client.decode("utf-8", "replace").strip() if raw_client is not None else None
-    preference = attrs.get(Attr.TUNNEL_PREFERENCE)
+    preference = attrs.get(_TUNNEL_PREFERENCE)
     return TunnelCandidate(
         tag=tag,
         tunnel_type=tunnel_type,
         medium_type=medium,
         server_endpoint=endpoint,
         client_endpoint=client or None,
-        password=_text(attrs.get(Attr.TUNNEL_PASSWORD)),
+        password=_text(attrs.get(_TUNNEL_PASSWORD)),
         preference=preference if isinstance(preference, int) else None,
-        assignment_id=_text(attrs.get(Attr.TUNNEL_ASSIGNMENT_ID)),
-        client_auth_id=_text(attrs.get(Attr.TUNNEL_CLIENT_AUTH_ID)),
-        server_auth_id=_text(attrs.get(Attr.TUNNEL_SERVER_AUTH_ID)),
-        private_group_id=_text(attrs.get(Attr.TUNNEL_PRIVATE_GROUP_ID)),
+        assignment_id=_text(attrs.get(_TUNNEL_ASSIGNMENT_ID)),
+        client_auth_id=_text(attrs.get(_TUNNEL_CLIENT_AUTH_ID)),
+        server_auth_id=_text(attrs.get(_TUNNEL_SERVER_AUTH_ID)),
+        private_group_id=_text(attrs.get(_TUNNEL_PRIVATE_GROUP_ID)),
     )
 
 
