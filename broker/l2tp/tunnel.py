@@ -50,6 +50,7 @@ from broker.l2tp.events import (
     IncomingTunnel,
     L2tpEvent,
     Peer,
+    SessionClosed,
     TunnelClosed,
     TunnelEstablished,
 )
@@ -189,10 +190,27 @@ class TunnelConnection:
         self.apply(TunnelInput.LOCAL_CLOSE, now)
 
     def open_session(self, params: CallParams, now: float) -> int:
-        """LAC: a new incoming call; the ICRQ goes out once the tunnel is established."""
-        if self.state in (TunnelState.CLOSING, TunnelState.CLOSED):
-            raise LocalProtocolError(f"tunnel {self.tunnel_id} is closing")
+        """LAC: a new incoming call; the ICRQ goes out once the tunnel is established.
+
+        On a tunnel that is already closing the call fails at once with SessionClosed
+        (Result 2, Error 1 "no control connection") instead of raising.
+        """
         sid = self._new_session_id()
+        if self.state in (TunnelState.CLOSING, TunnelState.CLOSED):
+            # The caller has not seen TunnelClosed yet: fail the call the ordinary way.
+            self.emit(
+                SessionClosed(
+                    self.tunnel_id,
+                    sid,
+                    int(CdnResult.GENERAL_ERROR),
+                    int(ErrorCode.NO_CONTROL_CONNECTION),
+                    "tunnel is closing",
+                    None,
+                    False,
+                    True,
+                )
+            )
+            return sid
         session = LacSession(self, sid, params)
         self.sessions[sid] = session
         session.handle(SessionInput.LOCAL_OPEN, now)
@@ -260,10 +278,15 @@ class TunnelConnection:
             if isinstance(exc, UnknownMandatoryAvp)
             else f"message type {exc.message_type}"
         )
+        error = (
+            int(ErrorCode.UNKNOWN_MANDATORY_AVP)
+            if isinstance(exc, UnknownMandatoryAvp) or exc.error_code is None
+            else int(exc.error_code)
+        )
         cause: _Cause = (
             "unknown-mandatory-avp",
             int(StopCcnResult.GENERAL_ERROR),
-            int(ErrorCode.UNKNOWN_MANDATORY_AVP),
+            error,
             f"unknown mandatory {what}",
         )
         mt = exc.message_type

@@ -333,8 +333,10 @@ def test_commands_on_missing_or_closing_tunnels() -> None:
     with pytest.raises(LocalProtocolError):
         net.lac.open_session(12345 if tid != 12345 else 1, CallParams(), net.now)
     net.lac.close_tunnel(tid, 1, None, "", net.now)
-    with pytest.raises(LocalProtocolError):
-        net.lac.open_session(tid, CallParams(), net.now)
+    sid = net.lac.open_session(tid, CallParams(), net.now)  # caller has not seen TunnelClosed
+    net.run(until=net.now + 0.01)
+    late = [e for e in net.of(net.lac_events, SessionClosed) if e.session_id == sid]
+    assert late and (late[0].result, late[0].error) == (2, 1) and late[0].during_setup
 
 
 def test_session_ids_unique_nonzero_and_capped() -> None:
