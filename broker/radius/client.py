@@ -218,7 +218,7 @@ class _IdPool:
         return ident
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Call:
     key: Hashable
     #: the request's attributes except User-Password, encoded once for every server
@@ -237,7 +237,7 @@ class _Call:
     probe: bool = False
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _ServerState:
     alive: bool = True
     dead_until: float = 0.0
