@@ -62,7 +62,7 @@ def handle(args: argparse.Namespace) -> int:
     try:
         state_dir_ready(cfg)
         node = BrokerNode(cfg, reactor, interfaces=tuple(args.interface) or cfg.interfaces)
-    except (PolicyError, SecretError) as exc:
+    except (PolicyError, SecretError, ValueError) as exc:
         print(f"l2tp-broker: configuration error: {exc}", file=sys.stderr)
         return 2
     except DataplaneUnavailable as exc:

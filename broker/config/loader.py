@@ -223,7 +223,12 @@ def _pppoe(f: _File, node: yaml.Node) -> PppoeSettings:
         if key in m:
             kw[key] = f.number(m[key][1], f"pppoe.{key}", 0.001)
     if "cookie_secret" in m:
-        kw["cookie_secret"] = _secret(f, m["cookie_secret"][1], "pppoe.cookie_secret")
+        secret = _secret(f, m["cookie_secret"][1], "pppoe.cookie_secret")
+        if secret.kind == "value" and len(secret.ref.encode()) < 16:
+            f.fail(m["cookie_secret"][1], "pppoe.cookie_secret", "expected at least 16 octets "
+                   "(it keys the AC-Cookie HMAC); fix: use a long random string, e.g. from "
+                   "`openssl rand -hex 32`")
+        kw["cookie_secret"] = secret
     return PppoeSettings(**kw)
 
 

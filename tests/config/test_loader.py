@@ -89,6 +89,7 @@ def test_good_config(tmp_path: Path) -> None:
             "absolute path after file:",
         ),
         ("log:\n  format: xml\n", 2, "log.format", "expected one of: text, json"),
+        ("pppoe:\n  cookie_secret: short\n", 2, "pppoe.cookie_secret", "at least 16 octets"),
         ("l2tp: [1, 2\n", 1, "", "YAML syntax error"),
         ("hide_avps: true\n", 1, "hide_avps", "unknown key"),
     ],
