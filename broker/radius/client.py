@@ -11,6 +11,14 @@ The engine never reads a clock or touches a socket: :meth:`RadiusClient.authenti
 :meth:`datagrams_to_send` returns from the socket named by ``socket_index`` and re-arms one
 timer from :meth:`get_timer`. Events come from :meth:`next_event`.
 
+Servers are tried in configured order, alive ones first. When a request exhausts its
+``timeout`` tuple on a server, that server is dead for ``dead_time`` seconds (ServerDead) and
+the request fails over to the next untried server; calls still waiting on a server another call
+found dead move on at their next expiry instead of retrying. Dead servers get a Status-Server
+every ``probe_interval`` and come back on any authenticated answer (ServerRevived
+"status-server"/"reply") or when ``dead_time`` ends ("dead-time"). With every server dead,
+requests still try them in order rather than fail at once.
+
 Identifiers: each (source socket, server) pair has its own 256 Identifiers starting at a
 random value, so many sockets (``sockets=16``) give 4096 requests in flight per server and a
 dead server holding its Identifiers until they time out never starves another server.
