@@ -1,0 +1,371 @@
+"""Userspace splice benchmark: forwarded packets per second on one core (root, ~1.5 min).
+
+    sudo .venv/bin/python ops/bench/splice.py [--seconds 2] [--sizes 100,1400]
+
+Three network namespaces: ``cpe`` (PPPoE generator/sink) -- veth -- ``brk`` (the forwarder,
+pinned to CPU 0 with taskset) -- veth -- ``lns`` (L2TP data generator/sink, 198.51.100.2).
+Generators are pinned to the other CPU and send as fast as they can; forwarded packets are
+counted by the kernel on the sink interfaces (``ip -s link``), so no sink process competes for
+CPU. Four spliced sessions, frames cycle over them. Size = PPP frame octets (protocol field +
+payload): a 100-octet PPP frame is a 120-octet Ethernet frame / 136-octet IP datagram.
+
+Forwarders compared in the same run:
+
+- ``loop``: a plain Python forwarding loop (blocking ``recv`` from AF_PACKET -> ``sendto`` UDP,
+  and ``recvfrom`` UDP -> ``send`` AF_PACKET; ``epoll`` one packet per event for both ways);
+- ``twisted``: ``UserspaceSplice`` behind the broker's ``RawEthernetPort`` and
+  ``L2tpUdpAdapter`` on Twisted's epoll reactor (the runtime's original path);
+- ``fast``: the same adapters with ``FastSplice.install`` (broker/dataplane/fastpath.py):
+  TPACKET_V2 receive ring on the PPPoE session socket, in-place header rewrite;
+- ``fast-recv``: ``FastSplice.install(ring=False)``: ``recv_into`` instead of the ring.
+
+Prints one table; ops/bench/RESULTS.md records a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+ETH_P_PPP_SES = 0x8864
+BRK_IP, LNS_IP, L2TP_PORT = "198.51.100.1", "198.51.100.2", 1701
+SESSIONS = 4
+TUNNEL, PEER_TUNNEL = 100, 300
+
+
+def sid(i: int) -> int:
+    return 0x0101 + i
+
+
+def l2tp_sid(i: int) -> int:
+    return 200 + i
+
+
+def peer_sid(i: int) -> int:
+    return 400 + i
+
+
+def ppp_frame(size: int) -> bytes:
+    body = bytes(range(256)) * (size // 256 + 1)
+    return b"\x00\x21" + body[: size - 2]  # PPP protocol IPv4 + filler
+
+
+# -- roles run inside the namespaces ----------------------------------------------------------
+def gen_pppoe(a: argparse.Namespace) -> None:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((a.ifname, 0))
+    src = bytes(s.getsockname()[4])[:6]
+    dst = bytes.fromhex(a.dst_mac.replace(":", ""))
+    ppp = ppp_frame(a.size)
+    frames = [
+        dst + src + b"\x88\x64\x11\x00" + sid(i).to_bytes(2, "big") + len(ppp).to_bytes(2, "big")
+        + ppp
+        for i in range(SESSIONS)
+    ] * 64  # fmt: skip
+    send = s.send
+    while True:
+        for f in frames:
+            try:
+                send(f)
+            except OSError:
+                continue
+
+
+def gen_l2tp(a: argparse.Namespace) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((LNS_IP, L2TP_PORT))
+    s.connect((BRK_IP, L2TP_PORT))
+    ppp = ppp_frame(a.size)
+    msgs = [
+        b"\x00\x02" + TUNNEL.to_bytes(2, "big") + l2tp_sid(i).to_bytes(2, "big") + b"\xff\x03"
+        + ppp
+        for i in range(SESSIONS)
+    ] * 64  # fmt: skip
+    send = s.send
+    while True:
+        for m in msgs:
+            try:
+                send(m)
+            except OSError:
+                continue
+
+
+def fwd(a: argparse.Namespace) -> None:
+    cpe_mac = bytes.fromhex(a.cpe_mac.replace(":", ""))
+    peer = (LNS_IP, L2TP_PORT)
+    if a.impl == "loop":
+        fwd_loop(a, cpe_mac, peer)
+    else:
+        fwd_twisted(a, cpe_mac, peer)
+
+
+def fwd_loop(a: argparse.Namespace, cpe_mac: bytes, peer: tuple[str, int]) -> None:
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_PPP_SES))
+    raw.bind((a.ifname, ETH_P_PPP_SES))
+    local = bytes(raw.getsockname()[4])[:6]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind((BRK_IP, L2TP_PORT))
+    up = {
+        cpe_mac + sid(i).to_bytes(2, "big"): b"\x00\x02" + PEER_TUNNEL.to_bytes(2, "big")
+        + peer_sid(i).to_bytes(2, "big") + b"\xff\x03"
+        for i in range(SESSIONS)
+    }  # fmt: skip
+    down = {
+        TUNNEL.to_bytes(2, "big") + l2tp_sid(i).to_bytes(2, "big"): cpe_mac + local
+        + b"\x88\x64\x11\x00" + sid(i).to_bytes(2, "big")
+        for i in range(SESSIONS)
+    }  # fmt: skip
+
+    def one_up() -> None:
+        frame = raw.recv(65535)
+        hdr = up.get(frame[6:12] + frame[16:18])
+        if hdr is not None:
+            udp.sendto(hdr + frame[20:], peer)
+
+    def one_down() -> None:
+        data, _ = udp.recvfrom(65535)
+        prefix = down.get(data[2:6])
+        if prefix is not None:
+            ppp = data[8:]
+            raw.send(prefix + len(ppp).to_bytes(2, "big") + ppp)
+
+    print("ready", flush=True)
+    if a.direction == "up":
+        while True:
+            one_up()
+    elif a.direction == "down":
+        while True:
+            one_down()
+    ep = select.epoll()
+    ep.register(raw.fileno(), select.EPOLLIN)
+    ep.register(udp.fileno(), select.EPOLLIN)
+    handlers = {raw.fileno(): one_up, udp.fileno(): one_down}
+    while True:
+        for fd, _ in ep.poll():
+            handlers[fd]()
+
+
+def fwd_twisted(a: argparse.Namespace, cpe_mac: bytes, peer: tuple[str, int]) -> None:
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from twisted.internet import reactor as _reactor
+
+    from broker.adapters.l2tp_udp import L2tpUdpAdapter
+    from broker.adapters.rawether import RawEthernetPort
+    from broker.dataplane.fastpath import FastSplice
+    from broker.dataplane.userspace import UserspaceSplice
+    from broker.wire import MacAddress
+
+    reactor: Any = _reactor
+
+    class Disc:
+        def set_local_mac(self, interface: str, mac: Any) -> None:
+            pass
+
+        def receive_discovery(self, *args: Any) -> None:
+            pass
+
+        def frames_to_send(self) -> list[Any]:
+            return []
+
+        def next_event(self) -> None:
+            return None
+
+    class Ep:
+        def receive_datagram(self, data: bytes, peer: Any, now: float) -> None:
+            pass
+
+        def datagrams_to_send(self, now: float) -> list[Any]:
+            return []
+
+        def get_timer(self) -> None:
+            return None
+
+        def handle_timer(self, now: float) -> None:
+            pass
+
+        def next_event(self) -> None:
+            return None
+
+    holder: dict[str, Any] = {}
+
+    def send_l2tp(data: bytes, p: tuple[str, int]) -> None:
+        holder["l2tp"].transport.write(data, p)
+
+    def send_eth(interface: str, dst: MacAddress, ethertype: int, payload: bytes) -> None:
+        holder["raw"].send_frame(interface, dst, ethertype, payload)
+
+    splice: Any = (FastSplice if a.impl.startswith("fast") else UserspaceSplice)(
+        send_l2tp, send_eth
+    )
+    raw = RawEthernetPort(
+        Disc(),  # type: ignore[arg-type]
+        [a.ifname],
+        reactor,
+        on_session_frame=splice.upstream,
+    )
+    l2tp = L2tpUdpAdapter(
+        Ep(), reactor, BRK_IP, L2TP_PORT, on_data=lambda d, p: splice.downstream(d)
+    )
+    holder["raw"], holder["l2tp"] = raw, l2tp
+    for i in range(SESSIONS):
+        splice.attach(
+            call_id=i, interface=a.ifname, mac=MacAddress(cpe_mac), pppoe_session_id=sid(i),
+            tunnel_id=TUNNEL, session_id=l2tp_sid(i), peer_tunnel_id=PEER_TUNNEL,
+            peer_session_id=peer_sid(i), peer=peer, sequencing=False,
+        )  # fmt: skip
+
+    def start() -> None:
+        l2tp.start()
+        raw.startService()
+        if a.impl.startswith("fast"):
+            splice.install(raw, l2tp, ring=a.impl == "fast")
+        print("ready", flush=True)
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+
+
+# -- orchestration ----------------------------------------------------------------------------
+def link_stats(ns: str, ifname: str) -> tuple[int, int]:
+    out = subprocess.run(
+        ["ip", "-n", ns, "-s", "-j", "link", "show", "dev", ifname],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    st = json.loads(out)[0]["stats64"]
+    return int(st["rx"]["packets"]), int(st["tx"]["packets"])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def mac_of(ns: str, ifname: str) -> str:
+    out = subprocess.run(
+        ["ip", "-n", ns, "-j", "link", "show", "dev", ifname],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return str(json.loads(out)[0]["address"])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--role", default="main", choices=["main", "fwd", "gen-pppoe", "gen-l2tp"])
+    p.add_argument("--impl", default="fast", choices=["loop", "twisted", "fast", "fast-recv"])
+    p.add_argument("--direction", default="both", choices=["up", "down", "both"])
+    p.add_argument("--ifname", default="")
+    p.add_argument("--cpe-mac", default="")
+    p.add_argument("--dst-mac", default="")
+    p.add_argument("--size", type=int, default=100)
+    p.add_argument("--seconds", type=float, default=2.0)
+    p.add_argument("--sizes", default="100,1400")
+    p.add_argument("--impls", default="loop,twisted,fast-recv,fast")
+    p.add_argument("--directions", default="up,down,both")
+    a = p.parse_args()
+    if a.role == "gen-pppoe":
+        gen_pppoe(a)
+    elif a.role == "gen-l2tp":
+        gen_l2tp(a)
+    elif a.role == "fwd":
+        fwd(a)
+    else:
+        return orchestrate(a)
+    return 0
+
+
+def orchestrate(a: argparse.Namespace) -> int:
+    from ops.lab.netns import Netns, stop_process, venv_python, veth
+
+    if os.geteuid() != 0:
+        print("needs root (network namespaces, AF_PACKET)", file=sys.stderr)
+        return 2
+    cpus = sorted(os.sched_getaffinity(0))
+    fwd_cpu, gen_cpu = str(cpus[0]), str(cpus[-1])
+    py, me = venv_python(), str(Path(__file__).resolve())
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M %Z')}  {platform.processor() or platform.machine()} "
+        f"{os.cpu_count()} CPUs, kernel {platform.release()}, Python {platform.python_version()}"
+    )
+    print(f"# forwarder on CPU {fwd_cpu}, generators on CPU {gen_cpu}, {a.seconds:g} s per case")
+    with Netns("spc") as cpe, Netns("spb") as brk, Netns("spl") as lns:
+        cpe_if, brk_cpe_if = veth(cpe, brk, prefix="sc")
+        brk_lns_if, lns_if = veth(brk, lns, f"{BRK_IP}/24", f"{LNS_IP}/24", prefix="sl")
+        brk.run(["ip", "neigh", "replace", LNS_IP, "lladdr", mac_of(lns.name, lns_if),
+                 "dev", brk_lns_if, "nud", "permanent"])  # fmt: skip
+        lns.run(["ip", "neigh", "replace", BRK_IP, "lladdr", mac_of(brk.name, brk_lns_if),
+                 "dev", lns_if, "nud", "permanent"])  # fmt: skip
+        # The sinks' kernel receive work belongs to "the other machines": steer it (RPS) to
+        # the generator CPU so the forwarder's CPU pays only for forwarding.
+        mask = format(1 << int(gen_cpu), "x")
+        for ns, ifname in ((cpe, cpe_if), (lns, lns_if)):
+            ns.run(["sh", "-c", f"echo {mask} > /sys/class/net/{ifname}/queues/rx-0/rps_cpus"])
+        cpe_mac, brk_mac = mac_of(cpe.name, cpe_if), mac_of(brk.name, brk_cpe_if)
+        print(
+            f"{'size':>5} {'forwarder':<9} {'dir':<5} {'up pps':>9} {'down pps':>9} "
+            f"{'total pps':>9} {'fwd CPU':>7} {'pps/CPU-s':>9} {'offered':>9}"
+        )
+        for size in [int(s) for s in a.sizes.split(",")]:
+            for impl in a.impls.split(","):
+                for direction in a.directions.split(","):
+                    fwd_p = brk.popen(
+                        ["taskset", "-c", fwd_cpu, py, me, "--role", "fwd", "--impl", impl,
+                         "--direction", direction, "--ifname", brk_cpe_if, "--cpe-mac", cpe_mac],
+                        stdout=subprocess.PIPE, text=True,
+                    )  # fmt: skip
+                    gens = []
+                    try:
+                        assert fwd_p.stdout is not None
+                        if fwd_p.stdout.readline().strip() != "ready":
+                            raise RuntimeError(f"forwarder {impl} did not start")
+                        if direction in ("up", "both"):
+                            gens.append(cpe.popen(
+                                ["taskset", "-c", gen_cpu, py, me, "--role", "gen-pppoe",
+                                 "--ifname", cpe_if, "--dst-mac", brk_mac, "--size", str(size)]
+                            ))  # fmt: skip
+                        if direction in ("down", "both"):
+                            gens.append(lns.popen(
+                                ["taskset", "-c", gen_cpu, py, me, "--role", "gen-l2tp",
+                                 "--size", str(size)]
+                            ))  # fmt: skip
+                        time.sleep(0.7)
+                        up0, down0 = link_stats(lns.name, lns_if), link_stats(cpe.name, cpe_if)
+                        c0, t0 = cpu_seconds(fwd_p.pid), time.monotonic()
+                        time.sleep(a.seconds)
+                        up1, down1 = link_stats(lns.name, lns_if), link_stats(cpe.name, cpe_if)
+                        c1, t1 = cpu_seconds(fwd_p.pid), time.monotonic()
+                    finally:
+                        for g in gens:
+                            stop_process(g)
+                        stop_process(fwd_p)
+                    dt = t1 - t0
+                    up = (up1[0] - up0[0]) / dt if direction != "down" else 0.0
+                    down = (down1[0] - down0[0]) / dt if direction != "up" else 0.0
+                    offered = ((down1[1] - down0[1]) + (up1[1] - up0[1])) / dt
+                    busy = (c1 - c0) / dt
+                    per_cpu = (up + down) / busy if busy > 0 else 0.0
+                    print(
+                        f"{size:>5} {impl:<9} {direction:<5} {up:>9.0f} {down:>9.0f} "
+                        f"{up + down:>9.0f} {100 * busy:>6.0f}% {per_cpu:>9.0f} {offered:>9.0f}",
+                        flush=True,
+                    )
+    return 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    sys.exit(main())

@@ -1,0 +1,430 @@
+from __future__ import annotations
+
+import mmap
+import struct
+from collections import deque
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker.dataplane.fastpath import (
+    _TP2_HDR,
+    TP_STATUS_COPY,
+    TP_STATUS_KERNEL,
+    TP_STATUS_USER,
+    FastSplice,
+    PacketRing,
+)
+from broker.dataplane.userspace import ETH_P_PPP_SES, UserspaceSplice
+from broker.wire import MacAddress
+
+MAC = MacAddress(bytes.fromhex("020000000001"))
+LOCAL = bytes.fromhex("02000000aaaa")
+LNS = ("198.51.100.2", 1701)
+SID = 0x1234
+
+
+class FakePacketSocket:
+    """AF_PACKET stand-in: ``recv_into`` from a queue, ``send`` recorded."""
+
+    def __init__(self, frames: list[bytes] | None = None) -> None:
+        self.rx: deque[bytes] = deque(frames or [])
+        self.sent: list[bytes] = []
+        self.fail_send = False
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, /) -> int:
+        if not self.rx:
+            raise BlockingIOError
+        data = self.rx.popleft()
+        buffer[: len(data)] = data
+        return len(data)
+
+    def recv(self, size: int, /) -> bytes:
+        if not self.rx:
+            raise BlockingIOError
+        return self.rx.popleft()
+
+    def setsockopt(self, *args: Any) -> None:
+        raise OSError(22, "Invalid argument")  # a kernel without PACKET_RX_RING, say
+
+    def send(self, data: Any, /) -> int:
+        if self.fail_send:
+            raise OSError(105, "No buffer space available")
+        self.sent.append(bytes(data))
+        return len(data)
+
+
+class FakeUdpSocket:
+    def __init__(self, datagrams: list[tuple[bytes, tuple[str, int]]] | None = None) -> None:
+        self.rx: deque[tuple[bytes, tuple[str, int]]] = deque(datagrams or [])
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+        self.fail_send = False
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, /) -> tuple[int, Any]:
+        if not self.rx:
+            raise BlockingIOError
+        data, addr = self.rx.popleft()
+        buffer[: len(data)] = data
+        return len(data), addr
+
+    def sendto(self, data: Any, address: Any, /) -> int:
+        if self.fail_send:
+            raise BlockingIOError
+        self.sent.append((bytes(data), address))
+        return len(data)
+
+
+def attach(sp: Any, sequencing: bool = False, call_id: int = 7, sid: int = SID) -> None:
+    sp.attach(
+        call_id=call_id, interface="eth1", mac=MAC, pppoe_session_id=sid, tunnel_id=11,
+        session_id=22 + call_id - 7, peer_tunnel_id=0xAAAA, peer_session_id=0xBBBB, peer=LNS,
+        sequencing=sequencing,
+    )  # fmt: skip
+
+
+def make(sequencing: bool = False) -> tuple[FastSplice, list[Any], list[Any]]:
+    to_lns: list[tuple[bytes, tuple[str, int]]] = []
+    to_cpe: list[tuple[str, bytes, int, bytes]] = []
+    sp = FastSplice(
+        lambda d, p: to_lns.append((d, p)), lambda i, m, e, f: to_cpe.append((i, m, e, f))
+    )
+    attach(sp, sequencing)
+    return sp, to_lns, to_cpe
+
+
+def session_frame(ppp: bytes, dst: bytes = LOCAL, src: bytes = MAC, sid: int = SID) -> bytes:
+    return dst + src + b"\x88\x64\x11\x00" + struct.pack("!HH", sid, len(ppp)) + ppp
+
+
+def data_msg(ppp: bytes, tunnel: int = 11, session: int = 22, ac: bool = True) -> bytes:
+    return struct.pack("!HHH", 0x0002, tunnel, session) + (b"\xff\x03" if ac else b"") + ppp
+
+
+# -- the UserspaceSplice API, checked against UserspaceSplice itself ---------------------------
+frames = st.lists(
+    st.tuples(
+        st.sampled_from(["up", "down", "down-noac", "down-lso", "junk"]),
+        st.binary(min_size=0, max_size=80),
+        st.sampled_from([SID, SID + 1]),
+    ),
+    max_size=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(frames, st.booleans())
+def test_same_output_and_counters_as_userspace_splice(ops: list[Any], sequencing: bool) -> None:
+    outs: list[tuple[list[Any], list[Any], list[bool]]] = []
+    splices: list[Any] = []
+    for kind in (UserspaceSplice, FastSplice):
+        to_lns: list[Any] = []
+        to_cpe: list[Any] = []
+        sp: Any = kind(
+            lambda d, p, o=to_lns: o.append((bytes(d), p)),
+            lambda i, m, e, f, o=to_cpe: o.append((i, bytes(m), e, bytes(f))),
+        )
+        attach(sp, sequencing)
+        results = []
+        for op, payload, sid in ops:
+            if op == "up":
+                results.append(sp.upstream("eth1", MAC, sid, payload))
+            elif op == "down":
+                results.append(sp.downstream(data_msg(payload, session=22 + sid - SID)))
+            elif op == "down-noac":
+                results.append(sp.downstream(data_msg(payload, ac=False)))
+            elif op == "down-lso":
+                body = b"\x00\x0b\x00\x16" + b"\x00\x01\x00\x00" + b"\x00\x01z" + payload
+                results.append(sp.downstream(struct.pack("!HH", 0x4A02, 4 + len(body)) + body))
+            else:
+                results.append(sp.downstream(payload))
+        outs.append((to_lns, to_cpe, results))
+        splices.append(sp)
+    assert outs[0] == outs[1]
+    assert splices[0].counters_for(7) == splices[1].counters_for(7)
+    for name in ("unknown_downstream", "malformed_downstream"):
+        assert splices[0].counters[name] == splices[1].counters[name]
+
+
+def test_detach_owns_len_and_reattach() -> None:
+    sp, _, _ = make()
+    assert sp.owns("eth1", MAC, SID) and len(sp) == 1
+    sp.upstream("eth1", MAC, SID, b"\x00\x21abc")
+    assert sp.detach(7) == {
+        "input_octets": 5,
+        "input_packets": 1,
+        "output_octets": 0,
+        "output_packets": 0,
+    }
+    assert sp.detach(7) == {} and len(sp) == 0
+    assert not sp.owns("eth1", MAC, SID) and not sp.owns("eth9", MAC, SID)
+    assert not sp.upstream("eth1", MAC, SID, b"\x00\x21")
+    assert sp.counters_for(7) is None
+    attach(sp)
+    attach(sp)  # attaching the same call again replaces it
+    assert len(sp) == 1 and sp.counters_for(7) == dict.fromkeys(
+        ("input_octets", "input_packets", "output_octets", "output_packets"), 0
+    )
+
+
+# -- read_ethernet (recv_into loop) -----------------------------------------------------------
+def bound(sequencing: bool = False) -> tuple[FastSplice, FakePacketSocket, FakeUdpSocket]:
+    sp, _, _ = make(sequencing)
+    eth, udp = FakePacketSocket(), FakeUdpSocket()
+    sp.bind_ethernet("eth1", eth, LOCAL)
+    sp.bind_l2tp(udp)
+    return sp, eth, udp
+
+
+def test_read_ethernet_splices_in_place_and_falls_back() -> None:
+    sp, eth, udp = bound()
+    ppp = b"\xc0\x21\x09\x01\x00\x08abcd"
+    eth.rx.extend(
+        [
+            session_frame(ppp) + b"\x00" * 20,  # Ethernet padding after the PPPoE payload
+            session_frame(ppp, dst=b"\x02" * 6),  # not for us
+            session_frame(ppp, sid=0x9999),  # not spliced (yet): the call flow's
+            session_frame(ppp)[:-3],  # PPPoE LENGTH beyond the frame
+            b"\x00" * 10,  # runt
+        ]
+    )
+    fallback: list[bytes] = []
+    assert sp.read_ethernet("eth1", eth, fallback.append) == 5
+    assert udp.sent == [(bytes.fromhex("0002aaaabbbb") + b"\xff\x03" + ppp, LNS)]
+    assert fallback == [session_frame(ppp, dst=b"\x02" * 6), session_frame(ppp, sid=0x9999),
+                        session_frame(ppp)[:-3], b"\x00" * 10]  # fmt: skip
+    assert sp.counters_for(7)["input_packets"] == 1  # type: ignore[index]
+    assert sp.counters["upstream_fallback"] == 4
+
+
+def test_read_ethernet_budget_sequencing_and_send_errors() -> None:
+    sp, eth, udp = bound(sequencing=True)
+    eth.rx.extend(session_frame(b"\x00\x21" + bytes([i])) for i in range(5))
+    assert sp.read_ethernet("eth1", eth, None, budget=3) == 3
+    assert sp.read_ethernet("eth1", eth, None) == 2
+    assert [struct.unpack_from("!HHHHH", d) for d, _ in udp.sent] == [
+        (0x0802, 0xAAAA, 0xBBBB, ns, 0) for ns in range(5)
+    ]
+    assert all(d[10:12] == b"\xff\x03" and d[12:14] == b"\x00\x21" for d, _ in udp.sent)
+    udp.fail_send = True
+    eth.rx.append(session_frame(b"\x00\x21x"))
+    assert sp.read_ethernet("eth1", eth) == 1
+    assert sp.counters["l2tp_tx_errors"] == 1
+
+
+def test_read_ethernet_without_l2tp_socket_uses_injected_writer() -> None:
+    sp, to_lns, _ = make()
+    eth = FakePacketSocket([session_frame(b"\x00\x21hi")])
+    sp.bind_ethernet("eth1", eth, LOCAL)
+    sp.read_ethernet("eth1", eth)
+    assert to_lns == [(bytes.fromhex("0002aaaabbbb") + b"\xff\x03\x00\x21hi", LNS)]
+
+
+def test_read_ethernet_callback_errors_are_counted() -> None:
+    sp, eth, _ = bound()
+    eth.rx.append(session_frame(b"x", sid=1))
+
+    def boom(frame: bytes) -> None:
+        raise ValueError(frame)
+
+    assert sp.read_ethernet("eth1", eth, boom) == 1
+    assert sp.counters["callback_errors"] == 1
+
+
+# -- read_l2tp (recvfrom_into loop) -----------------------------------------------------------
+def test_read_l2tp_data_control_unknown_and_header_bits() -> None:
+    sp, eth, _ = bound()
+    ppp = b"\x00\x21PAYLOAD"
+    body = b"\x00\x0b\x00\x16" + b"\x00\x01\x00\x00" + b"\x00\x02zz" + b"\xff\x03" + ppp
+    control = bytes.fromhex("c80200140000000000000000") + b"\x00" * 8
+    udp = FakeUdpSocket(
+        [
+            (data_msg(ppp), LNS),
+            (data_msg(ppp, ac=False), LNS),
+            (struct.pack("!HH", 0x4A02, 4 + len(body)) + body, LNS),
+            (control, LNS),
+            (b"", LNS),
+            (data_msg(ppp, session=99), LNS),
+            (bytes.fromhex("0003000b0016"), LNS),
+        ]
+    )
+    controls: list[tuple[bytes, Any]] = []
+    assert sp.read_l2tp(udp, lambda d, a: controls.append((d, a))) == 7
+    expected = MAC + LOCAL + b"\x88\x64\x11\x00" + struct.pack("!HH", SID, len(ppp)) + ppp
+    assert eth.sent == [expected] * 3
+    assert controls == [(control, LNS), (b"", LNS)]
+    assert sp.counters["unknown_downstream"] == 1
+    assert sp.counters["malformed_downstream"] == 1
+    assert sp.counters["control_forwarded"] == 2
+    assert sp.counters_for(7)["output_octets"] == 3 * len(ppp)  # type: ignore[index]
+
+
+def test_read_l2tp_before_mac_known_uses_injected_writer_and_errors_counted() -> None:
+    sp, _, to_cpe = make()
+    udp = FakeUdpSocket([(data_msg(b"\x00\x21x"), LNS)])
+    sp.read_l2tp(udp)
+    assert to_cpe == [("eth1", MAC, ETH_P_PPP_SES, bytes.fromhex("110012340003") + b"\x00\x21x")]
+    eth = FakePacketSocket()
+    eth.fail_send = True
+    sp.bind_ethernet("eth1", eth, LOCAL)  # fills in the prefix of existing entries
+    udp.rx.append((data_msg(b"\x00\x21x"), LNS))
+    sp.read_l2tp(udp)
+    assert sp.counters["eth_tx_errors"] == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=0, max_size=1500), st.booleans())
+def test_round_trip_through_socket_loops(ppp: bytes, with_ac: bool) -> None:
+    sp, eth, udp = bound()
+    eth.rx.append(session_frame(ppp))
+    sp.read_ethernet("eth1", eth)
+    up = udp.sent[-1][0]
+    assert up == bytes.fromhex("0002aaaabbbb") + b"\xff\x03" + ppp
+    if not with_ac and ppp[:2] == b"\xff\x03":
+        return  # indistinguishable from a frame that carries FF 03: stripped, as intended
+    sp.read_l2tp(FakeUdpSocket([(data_msg(ppp, ac=with_ac), LNS)]))
+    assert eth.sent[-1] == session_frame(ppp, dst=MAC, src=LOCAL)
+
+
+# -- read_ring (TPACKET_V2 slots in an anonymous mapping) -------------------------------------
+def fake_ring(frames: list[tuple[bytes, int]], frame_size: int = 2048, nr: int = 4) -> PacketRing:
+    ring = PacketRing.__new__(PacketRing)
+    ring.sock = FakePacketSocket()
+    ring.frame_size = frame_size
+    ring.frame_nr = nr
+    ring.index = 0
+    ring.map = mmap.mmap(-1, frame_size * nr)
+    ring.view = memoryview(ring.map)
+    for i, (frame, status) in enumerate(frames):
+        off = i * frame_size
+        mac = 80
+        _TP2_HDR.pack_into(ring.map, off, status, len(frame), len(frame), mac)
+        ring.map[off + mac : off + mac + len(frame)] = frame
+    return ring
+
+
+def test_read_ring_walks_slots_and_hands_them_back() -> None:
+    sp, _, udp = bound()
+    ppp = b"\x00\x21ring"
+    big = session_frame(b"\x00\x21" + b"B" * 50)
+    ring = fake_ring(
+        [
+            (session_frame(ppp), TP_STATUS_USER),
+            (session_frame(ppp, sid=0x4444), TP_STATUS_USER),
+            (big[:40], TP_STATUS_USER | TP_STATUS_COPY),  # truncated: full copy on the queue
+        ]
+    )
+    ring.sock.rx.append(big)
+    fallback: list[bytes] = []
+    assert sp.read_ring("eth1", ring, fallback.append) == 3
+    assert udp.sent == [(bytes.fromhex("0002aaaabbbb") + b"\xff\x03" + ppp, LNS)]
+    assert fallback == [session_frame(ppp, sid=0x4444), big]
+    assert sp.counters["truncated_frames"] == 1
+    assert ring.index == 3
+    for i in range(3):
+        assert struct.unpack_from("=I", ring.map, i * ring.frame_size)[0] == TP_STATUS_KERNEL
+    # the ring wraps: slot 3, then slot 0 again
+    for slot, payload in ((3, b"\x00\x21c"), (0, b"\x00\x21d")):
+        off = slot * ring.frame_size
+        frame = session_frame(payload)
+        _TP2_HDR.pack_into(ring.map, off, TP_STATUS_USER, len(frame), len(frame), 80)
+        ring.map[off + 80 : off + 80 + len(frame)] = frame
+    assert sp.read_ring("eth1", ring) == 2
+    assert ring.index == 1
+    assert [d[8:] for d, _ in udp.sent[1:]] == [b"\x00\x21c", b"\x00\x21d"]
+
+
+def test_read_ring_sequencing_budget_and_malformed_length() -> None:
+    sp, _, udp = bound(sequencing=True)
+    ring = fake_ring(
+        [
+            (session_frame(b"\x00\x21a"), TP_STATUS_USER),
+            (session_frame(b"\x00\x21b")[:-1], TP_STATUS_USER),  # LENGTH says one more
+            (session_frame(b"\x00\x21c"), TP_STATUS_USER),
+        ]
+    )
+    fallback: list[bytes] = []
+    assert sp.read_ring("eth1", ring, fallback.append, budget=2) == 2
+    assert sp.read_ring("eth1", ring, fallback.append) == 1
+    assert [struct.unpack_from("!HHHHH", d)[3] for d, _ in udp.sent] == [0, 1]
+    assert [d[10:] for d, _ in udp.sent] == [b"\xff\x03\x00\x21a", b"\xff\x03\x00\x21c"]
+    assert fallback == [session_frame(b"\x00\x21b")[:-1]]
+
+
+# -- install / uninstall on adapter look-alikes -----------------------------------------------
+class FakeReader:
+    def __init__(self, interface: str, sock: FakePacketSocket) -> None:
+        self.interface = interface
+        self.sock = sock
+
+    def doRead(self) -> str:  # Twisted's name
+        return "original"
+
+
+class FakeRawPort:
+    def __init__(self) -> None:
+        self.ses = FakeReader("eth1", FakePacketSocket())
+        self.disc = FakeReader("eth1", FakePacketSocket())
+        self._readers = {("eth1", 0x8864): self.ses, ("eth1", 0x8863): self.disc}
+        self.local_mac = {"eth1": MacAddress(LOCAL)}
+        self.frames: list[bytes] = []
+        self.flushed = 0
+        self.counts: dict[str, int] = {}
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def _frame(self, reader: FakeReader, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    def flush(self) -> None:
+        self.flushed += 1
+
+
+class FakePort:
+    def __init__(self) -> None:
+        self.socket = FakeUdpSocket()
+
+    def doRead(self) -> str:  # Twisted's name
+        return "original"
+
+
+class FakeAdapter:
+    def __init__(self) -> None:
+        self.listening = FakePort()
+        self.received: list[tuple[bytes, tuple[str, int]]] = []
+
+    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:  # Twisted's name
+        self.received.append((data, addr))
+
+
+def test_install_hooks_session_socket_and_udp_port_then_uninstall() -> None:
+    sp, _, _ = make()
+    raw, adapter = FakeRawPort(), FakeAdapter()
+    sp.install(raw, adapter, ring=False)
+    ppp = b"\x00\x21up"
+    raw.ses.sock.rx.extend([session_frame(ppp), session_frame(ppp, sid=0x7777)])
+    raw.ses.doRead()
+    assert adapter.listening.socket.sent == [
+        (bytes.fromhex("0002aaaabbbb") + b"\xff\x03" + ppp, LNS)
+    ]
+    assert raw.frames == [session_frame(ppp, sid=0x7777)] and raw.flushed == 1
+    assert raw.counts == {"rx_frames": 1}
+    assert raw.disc.doRead() == "original"  # discovery stays with the port
+    control = bytes.fromhex("c802000c0000000000000000")
+    adapter.listening.socket.rx.extend([(control, LNS), (data_msg(b"\x00\x21dn"), LNS)])
+    adapter.listening.doRead()
+    assert adapter.received == [(control, LNS)]
+    assert raw.ses.sock.sent == [session_frame(b"\x00\x21dn", dst=MAC, src=LOCAL)]
+    sp.uninstall()
+    assert raw.ses.doRead() == "original" and adapter.listening.doRead() == "original"
+
+
+def test_install_falls_back_to_recv_when_the_ring_is_refused() -> None:
+    sp, _, _ = make()
+    raw = FakeRawPort()
+    sp.install(raw, None)  # the fake socket refuses the ring: recv_into instead
+    raw.ses.sock.rx.append(session_frame(b"\x00\x21x", sid=0x7777))
+    raw.ses.doRead()
+    assert raw.frames == [session_frame(b"\x00\x21x", sid=0x7777)]
+    sp.uninstall()
