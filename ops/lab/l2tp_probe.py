@@ -12,8 +12,10 @@ l2tpns) and parse its output:
 
 Conditions: ``tunnel-established``, ``session-established`` (all sessions), ``session-closed``
 (all sessions), ``tunnel-closed``, ``data`` (a data message arrived, e.g. the LNS's first LCP
-Configure-Request). Last lines: ``{"event": "counters", ...}`` and ``{"event": "exit",
-"reason": "done" | "timeout" | "tunnel-closed"}``. Exit status 0 when done, 1 otherwise.
+Configure-Request), ``ppp-up`` (with ``--ppp-user``: IPCP up on every session; the PPP client
+is :class:`broker.sim.ppp_client.PppClient`, its events are printed as ``ppp-<Event>``).
+Last lines: ``{"event": "counters", ...}`` and ``{"event": "exit", "reason": "done" |
+"timeout" | "tunnel-closed"}``. Exit status 0 when done, 1 otherwise.
 When ``--stop`` is given the probe ends with a StopCCN (result 1) before exiting.
 """
 
@@ -31,6 +33,7 @@ CONDITIONS = (
     "session-closed",
     "tunnel-closed",
     "data",
+    "ppp-up",
 )
 
 
@@ -81,6 +84,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=20.0)
     p.add_argument("--stop", action="store_true", help="send StopCCN before exiting")
     p.add_argument("--max-data-events", type=int, default=5)
+    p.add_argument(
+        "--ppp-user",
+        default=None,
+        help="LAC role: run a subscriber PPP client (LCP, PAP/CHAP, IPCP) over each session",
+    )
+    p.add_argument("--ppp-password", default="")
+    p.add_argument("--ppp-auth", default="pap,chap", help="auth protocols the client accepts")
     p.add_argument("--retransmit", default="1,2,4,8,8", help="retransmit schedule, seconds")
     p.add_argument("--hello-interval", type=float, default=60.0, help="idle time before HELLO")
     args = p.parse_args(argv)
@@ -224,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import reactor as _reactor
 
     from broker.adapters.l2tp_udp import L2tpUdpAdapter
+    from broker.adapters.timer import EngineTimer
     from broker.l2tp.config import CallParams, TunnelConfig
+    from broker.l2tp.data import decode_data, encode_data_header
     from broker.l2tp.endpoint import L2tpEndpoint
     from broker.l2tp.events import (
         SessionClosed,
@@ -232,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         TunnelClosed,
         TunnelEstablished,
     )
+    from broker.sim.ppp_client import ClientIpcpUp, PppClient
+    from broker.wire import RemoteProtocolError
 
     reactor: Any = _reactor
     secret = args.secret.encode() if args.secret is not None else None
@@ -249,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         "tunnel_closed": False,
         "sessions_up": set(),
         "sessions_closed": set(),
+        "ppp_up": set(),
         "data": 0,
         "done_at": None,
         "exit": None,
@@ -263,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             "session-closed": len(state["sessions_closed"]) >= args.sessions,
             "tunnel-closed": state["tunnel_closed"],
             "data": state["data"] > 0,
+            "ppp-up": len(state["ppp_up"]) >= args.sessions,
         }
         return all(checks[c] for c in want)
 
@@ -310,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
             state["tunnel_id"] = event.tunnel_id
         elif isinstance(event, SessionEstablished):
             state["sessions_up"].add(event.session_id)
+            if args.ppp_user is not None and not args.lns:
+                start_ppp(event)
         elif isinstance(event, SessionClosed):
             state["sessions_closed"].add(event.session_id)
         elif isinstance(event, TunnelClosed):
@@ -324,7 +342,49 @@ def main(argv: list[str] | None = None) -> int:
         state["data"] += 1
         if state["data"] <= args.max_data_events:
             emit({"event": "data", "peer": list(peer), "len": len(data), "hex": data[:96].hex()})
+        if clients:
+            try:
+                header, offset = decode_data(data)
+            except RemoteProtocolError as exc:
+                emit({"event": "bad-data", "error": str(exc)})
+                return
+            entry = clients.get(header.session_id)
+            if entry is not None:
+                frame = data[offset:]
+                if frame[:2] == b"\xff\x03":  # HDLC address/control (DESIGN.md 3)
+                    frame = frame[2:]
+                entry[0].receive_frame(frame, reactor.seconds())
+                ppp_flush(header.session_id)
         check()
+
+    #: our session id -> (PppClient, data header towards the LNS, EngineTimer)
+    clients: dict[int, tuple[Any, bytes, Any]] = {}
+
+    def start_ppp(event: Any) -> None:
+        client = PppClient(
+            args.ppp_user,
+            args.ppp_password,
+            auth=tuple(a.strip() for a in args.ppp_auth.split(",") if a.strip()),
+        )
+        header = encode_data_header(event.peer_tunnel_id, event.peer_session_id)
+        sid = event.session_id
+        timer = EngineTimer(client, reactor, lambda: ppp_flush(sid), name="ppp")
+        clients[sid] = (client, header, timer)
+        client.start(reactor.seconds())
+        ppp_flush(sid)
+
+    def ppp_flush(sid: int) -> None:
+        client, header, timer = clients[sid]
+        for frame in client.frames_to_send():
+            adapter.send_data(header + b"\xff\x03" + frame, peer_of[0])
+        while (ev := client.next_event()) is not None:
+            emit({"event": "ppp-" + type(ev).__name__, "session_id": sid, **jsonable(ev)})
+            if isinstance(ev, ClientIpcpUp):
+                state["ppp_up"].add(sid)
+        timer.rearm()
+        check()
+
+    peer_of: list[tuple[str, int]] = [("0.0.0.0", 0)]
 
     adapter: L2tpUdpAdapter[Any] = L2tpUdpAdapter(
         endpoint, reactor, args.local, args.local_port, on_event=on_event, on_data=on_data
@@ -336,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         reactor.run()
         return 0 if state["exit"] == "done" else 1
     peer = (args.peer, args.peer_port)
+    peer_of[0] = peer
     tunnel_id = adapter.call(endpoint.open_tunnel, peer, config)
     state["tunnel_id"] = tunnel_id
     emit({"event": "opened-tunnel", "tunnel_id": tunnel_id, "peer": list(peer)})
