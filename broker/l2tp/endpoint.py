@@ -67,7 +67,7 @@ class L2tpEndpoint:
         self._dirty: dict[int, None] = {}
         self._events: deque[L2tpEvent] = deque()
         self.counters: dict[str, int] = {
-            "received": 0,
+            "datagrams_received": 0,
             "malformed": 0,
             "data_ignored": 0,
             "unknown_tunnel": 0,
@@ -139,7 +139,7 @@ class L2tpEndpoint:
     # -- input ---------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
         """One UDP payload from ``peer``. Never raises: problems are counted and dropped."""
-        self.counters["received"] += 1
+        self.counters["datagrams_received"] += 1
         try:
             self._receive(data, peer, now)
         except Exception:

@@ -34,9 +34,9 @@ _U16 = struct.Struct("!H")
 #: RFC 2661 5.8: assume a window of 4 when the peer sent no Receive Window Size AVP
 DEFAULT_PEER_WINDOW = 4
 _COUNTERS = (
-    "sent",
+    "control_sent",
     "retransmits",
-    "received",
+    "control_received",
     "duplicates",
     "out_of_order",
     "out_of_window",
@@ -141,7 +141,7 @@ class ReliableTransport(Generic[T]):
             item = self._unsent.popleft()
             self._inflight.append(item)
             self._transmit(item[1])
-            self.counters["sent"] += 1
+            self.counters["control_sent"] += 1
             if self._rtx_deadline is None:
                 self._retry = 0
                 self._rtx_deadline = now + self._schedule[0]
@@ -165,7 +165,7 @@ class ReliableTransport(Generic[T]):
         self._process_nr(nr, now)
         delivered: list[T] = []
         if not is_zlb:
-            self.counters["received"] += 1
+            self.counters["control_received"] += 1
             d = seq_diff(ns, self.expected)
             if d == 0:
                 delivered.append(payload)
@@ -235,6 +235,16 @@ class ReliableTransport(Generic[T]):
                 self._rtx_deadline = deadline + self._schedule[self._retry]
         if self._ack_due is not None and now >= self._ack_due:
             self._emit_zlb()
+
+    def drop_unsent(self) -> int:
+        """Forget queued messages the peer has never seen (window-limited) and reuse their
+        Ns, so a StopCCN queued next goes out right after what is already in flight."""
+        if not self._unsent:
+            return 0
+        dropped = len(self._unsent)
+        self.next_ns = self._unsent[0][0]
+        self._unsent.clear()
+        return dropped
 
     def stop(self) -> None:
         """Forget everything queued (tunnel cleared); acknowledgements still work."""

@@ -524,7 +524,9 @@ class TunnelConnection:
             uint16_avp(AvpType.ASSIGNED_TUNNEL_ID, self.tunnel_id),
             result_code_avp(result if result is not None else 1, error, message),
         ]
-        # Messages already queued stay ahead of the StopCCN: the peer delivers in order.
+        # Messages in flight stay ahead of the StopCCN (the peer delivers in order); those
+        # never sent (window full) are dropped so the StopCCN is not stuck behind them.
+        self.transport.drop_unsent()
         self.send_message(MessageType.StopCCN, 0, avps, now)
         self._clear(cause, was, by_peer=False)
         self.hold_until = now + self.config.stopccn_hold

@@ -223,3 +223,14 @@ def test_ack_at_once_when_half_the_window_waits() -> None:
     assert t.datagrams_to_send(0.0) == []  # still delayed, a reply may carry it
     t.receive(3, 0, False, "m", 0.0)  # 4 = half of our window: the peer would stall
     assert t.datagrams_to_send(0.0) == [zlb(0, 4)]
+
+
+def test_drop_unsent_reuses_their_ns() -> None:
+    t = make()  # cwnd 1: one in flight, the rest queued
+    for _ in range(5):
+        t.send(msg, 0.0)
+    assert len(t.datagrams_to_send(0.0)) == 1
+    assert t.drop_unsent() == 4
+    assert t.send(msg, 0.0) == 1  # the next message takes the first unused Ns
+    t.receive(0, 1, True, "", 0.1)
+    assert [ns_of(d) for d in t.datagrams_to_send(0.1)] == [1]

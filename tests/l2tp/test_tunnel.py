@@ -395,3 +395,19 @@ def test_sccrq_acked_but_never_answered_times_out() -> None:
     assert stop.message_type is MessageType.StopCCN
     (closed,) = [e for e in iter(ep.next_event, None) if isinstance(e, TunnelClosed)]
     assert closed.reason == "setup-timeout" and closed.during_setup
+
+
+def test_stopccn_not_stuck_behind_queued_session_messages() -> None:
+    net = Net()
+    tid = up(net, TunnelConfig())
+    for _ in range(50):
+        net.lac.open_session(tid, CallParams(), net.now)
+    net.lac.close_tunnel(tid, 1, None, "now", net.now)
+    net.run(until=net.now + 1, stop=lambda: bool(net.of(net.lns_events, TunnelClosed)))
+    assert net.of(net.lns_events, TunnelClosed)[0].reason == "stopccn-received"
+    icrqs = [
+        d
+        for _t, who, d in net.sent
+        if who == "lac" and decode_control(d).message_type is MessageType.ICRQ
+    ]
+    assert len(icrqs) < 50  # the ones never sent were dropped, not delivered first
