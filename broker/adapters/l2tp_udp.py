@@ -61,7 +61,7 @@ class DatagramEngine(Protocol[EventT_co]):
 
 
 class ListeningPort(Protocol):
-    """The part of ``ListeningPort`` used here (typed structurally, no zope plugin)."""
+    """The part of ``IListeningPort`` used here (typed structurally, no zope plugin)."""
 
     def stopListening(self) -> Deferred[None] | None: ...  # Twisted's name
 
