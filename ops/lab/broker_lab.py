@@ -140,7 +140,11 @@ class BrokerLab:
         self.acct_port = free_udp_port()
         self.radius = FreeRadius(
             self.dir / "radius", auth_port=1812, acct_port=1813,
-            clients=[LabClient("lab", "198.51.100.0/24", RADIUS_SECRET)],
+            clients=[
+                LabClient("broker", f"{LAC_ADDR}/32", RADIUS_SECRET),
+                LabClient("lns", "198.51.100.0/24", RADIUS_SECRET,
+                          require_message_authenticator=False),
+            ],
             address=LAC_ADDR, netns=self.lac.name, users=USERS,
         )  # fmt: skip
         self.radius.start()
@@ -172,7 +176,7 @@ node_id: lac-{i + 1}
 interfaces: [{self.access_ifaces[i][1]}]
 pppoe: {{ac_name: lab-lac-{i + 1}}}
 ppp: {{auth: [chap, pap], echo_interval: 10}}
-l2tp: {{listen: {LAC_ADDR}, port: {1701 + i}, host_name: lab-lac-{i + 1}, hide_avps: true}}
+l2tp: {{listen: {LAC_ADDR}, port: {1701 + i}, host_name: lab-lac-{i + 1}, hide_avps: false}}
 radius:
   nas_ip: {LAC_ADDR}
   nas_identifier: lab-lac-{i + 1}

@@ -31,6 +31,8 @@ class LabClient:
     name: str
     ipaddr: str
     secret: str
+    #: l2tpns 2.4.1 (an LNS re-authenticating proxied PPP) sends no Message-Authenticator.
+    require_message_authenticator: bool = True
 
 
 _CONF = """\
@@ -149,7 +151,7 @@ _CLIENT = """\
 client {name} {{
   ipaddr = {ipaddr}
   secret = "{secret}"
-  require_message_authenticator = yes
+  require_message_authenticator = {require_ma}
 }}
 """
 
@@ -181,7 +183,13 @@ def write_config(
         acct_port=acct_port,
         threads=threads,
         clients="".join(
-            _CLIENT.format(name=c.name, ipaddr=c.ipaddr, secret=c.secret) for c in clients
+            _CLIENT.format(
+                name=c.name,
+                ipaddr=c.ipaddr,
+                secret=c.secret,
+                require_ma="yes" if c.require_message_authenticator else "no",
+            )
+            for c in clients
         ),
     )
     (root / "radiusd.conf").write_text(text)
