@@ -346,6 +346,8 @@ class TunnelConnection:
         return pv is not None and pv.value == PROTOCOL_VERSION_1_0
 
     def _classify_sccrq(self, msg: ControlMessage) -> TunnelInput:
+        if self.state is not TunnelState.IDLE:
+            return TunnelInput.RX_SCCRQ_OK  # the table decides (protocol error), learn nothing
         problem = self._learn_peer(msg)
         if problem is not None:
             self._bad("rejected", StopCcnResult.GENERAL_ERROR, ErrorCode.BAD_VALUE, problem)

@@ -105,7 +105,7 @@ def drive(t: TunnelConnection, state: TunnelState, inp: TunnelInput, now: float)
     t._our_challenge = b"c" * 16
     t.peer_tunnel_id = 77
     msg = message_for(inp, t)
-    if inp is TunnelInput.RX_SCCRQ_BAD:
+    if inp is TunnelInput.RX_SCCRQ_BAD and state is TunnelState.IDLE:
         assert msg is not None
         assert t._classify_sccrq(msg) is inp  # records the StopCCN cause
     if inp is TunnelInput.LOCAL_CLOSE:
