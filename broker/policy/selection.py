@@ -29,22 +29,23 @@ class Candidate:
     lns_id: str
     address: str
     port: int
-    secret: bytes | None
+    secret: bytes | None = field(repr=False)
     preference: int
     weight: int
     max_sessions: int | None
     #: RFC 2868 §3.7: sessions share a tunnel when endpoint, Tunnel-Assignment-ID,
     #: Tunnel-Client-Auth-ID and Tunnel-Password all match.
-    tunnel_identity: TunnelIdentity
+    tunnel_identity: TunnelIdentity = field(repr=False)
     source: Literal["radius", "static"]
     host_name: str | None = None  # our Host Name AVP towards this LNS (Tunnel-Client-Auth-ID)
     name: str = ""
     server_name: str | None = None  # expected LNS Host Name (Tunnel-Server-Auth-ID)
 
-    @property
-    def tunnel_key(self) -> str:
-        """A stable, secret-free string for the tunnel identity (used as a state-store key)."""
-        return tunnel_key_for(self.tunnel_identity)
+    #: A stable, secret-free string for the tunnel identity (used as a state-store key).
+    tunnel_key: str = field(init=False, default="", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tunnel_key", tunnel_key_for(self.tunnel_identity))
 
 
 def tunnel_key_for(identity: TunnelIdentity) -> str:

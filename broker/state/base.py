@@ -21,7 +21,8 @@ from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
 
-from broker.policy.selection import LoadView
+from broker.policy.model import RealmPolicy
+from broker.policy.selection import Candidate, LoadView
 
 T = TypeVar("T")
 
@@ -74,6 +75,31 @@ class SessionRecord:
         return cls(node, key, sub, lns, int(tid), int(sid), float(start))
 
 
+_UNSAFE = str.maketrans({"\t": "?", "\n": "?", "\r": "?"})
+
+
+def clean(name: str) -> str:
+    """Names used in keys and records never carry tab or newline (the scripts' separators).
+    Pass the matched ``RealmPolicy.name`` as ``realm``, never raw subscriber input."""
+    return name.translate(_UNSAFE)
+
+
+#: One entry of ``reserve_first``: (lns_id, tunnel_key, caps), tried in order.
+Choice = tuple[str, str, Caps]
+
+
+def choices_for(candidates: Sequence[Candidate], policy: RealmPolicy) -> list[Choice]:
+    """``reserve_first`` input for a ``select`` result under ``policy``'s caps."""
+    return [
+        (
+            c.lns_id,
+            c.tunnel_key,
+            Caps(lns=c.max_sessions, tunnel=policy.max_tunnel_sessions, realm=policy.max_sessions),
+        )
+        for c in candidates
+    ]
+
+
 class StateCore(Protocol):
     """Synchronous backend API (thread-safe). See the module docstring for the call flow."""
 
@@ -82,6 +108,7 @@ class StateCore(Protocol):
     def reserve(
         self, lns_id: str, tunnel_key: str, realm: str, caps: Caps
     ) -> Reservation | None: ...
+    def reserve_first(self, choices: Sequence[Choice], realm: str) -> Reservation | None: ...
     def release(self, reservation: Reservation) -> bool: ...
     def lock_out(self, lns_id: str, hold: float) -> None: ...
     def unlock(self, lns_id: str) -> None: ...
@@ -106,6 +133,9 @@ class StateStore(Protocol):
 
     def reserve(
         self, lns_id: str, tunnel_key: str, realm: str, caps: Caps
+    ) -> Deferred[Reservation | None]: ...
+    def reserve_first(
+        self, choices: Sequence[Choice], realm: str
     ) -> Deferred[Reservation | None]: ...
     def release(self, reservation: Reservation) -> Deferred[bool]: ...
     def lock_out(self, lns_id: str, hold: float) -> Deferred[None]: ...
@@ -145,6 +175,12 @@ class DeferredStateStore:
         self, lns_id: str, tunnel_key: str, realm: str, caps: Caps
     ) -> Deferred[Reservation | None]:
         return self._run(lambda: self.core.reserve(lns_id, tunnel_key, realm, caps))
+
+    def reserve_first(self, choices: Sequence[Choice], realm: str) -> Deferred[Reservation | None]:
+        """Reserve the first reservable of ``choices`` (e.g. the whole ``select`` result) in
+        one atomic step; ``None`` when every one is refused."""
+        items = tuple(choices)
+        return self._run(lambda: self.core.reserve_first(items, realm))
 
     def release(self, reservation: Reservation) -> Deferred[bool]:
         return self._run(lambda: self.core.release(reservation))

@@ -8,11 +8,11 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from broker.policy.selection import LoadView
-from broker.state.base import Caps, Reservation, SessionRecord
+from broker.state.base import Caps, Choice, Reservation, SessionRecord
 
 
 class MemoryStateCore:
@@ -106,6 +106,14 @@ class MemoryStateCore:
             res = Reservation(uuid.uuid4().hex, self.node, lns_id, tunnel_key, realm, probe)
             self.adopt(res)
             return res
+
+    def reserve_first(self, choices: Sequence[Choice], realm: str) -> Reservation | None:
+        with self._lock:
+            for lns_id, tunnel_key, caps in choices:
+                res = self.reserve(lns_id, tunnel_key, realm, caps)
+                if res is not None:
+                    return res
+            return None
 
     def release(self, reservation: Reservation) -> bool:
         with self._lock:

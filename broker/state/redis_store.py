@@ -17,10 +17,12 @@ through :func:`make_redis_store` (a thread pool), never blocking.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -28,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 import redis
 import redis.sentinel
 from redis.backoff import NoBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
@@ -35,7 +38,15 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from broker.policy.selection import LoadView
-from broker.state.base import Caps, DeferredStateStore, Reservation, Runner, SessionRecord
+from broker.state.base import (
+    Caps,
+    Choice,
+    DeferredStateStore,
+    Reservation,
+    Runner,
+    SessionRecord,
+    clean,
+)
 from broker.state.keys import Keys
 from broker.state.memory import MemoryStateCore
 
@@ -83,6 +94,26 @@ local function add(node, id, lns, tun, realm)
   redis.call('HINCRBY', nc, 'r|' .. realm, 1)
   redis.call('HSET', p .. 'node:' .. node .. ':res', id, lns .. '\\t' .. tun .. '\\t' .. realm)
 end
+local function over(h, f, cap)
+  if cap == '' then return false end
+  return tonumber(redis.call('HGET', h, f) or '0') >= tonumber(cap)
+end
+local function try_reserve(node, id, lns, tun, realm, lcap, tcap, rcap, probe_ms)
+  if redis.call('SISMEMBER', p .. 'drained', lns) == 1 then return 0, 'drained' end
+  if redis.call('EXISTS', p .. 'lock:' .. lns) == 1 then return 0, 'locked-out' end
+  if over(p .. 'cnt:lns', lns, lcap) then return 0, 'lns-full' end
+  if over(p .. 'cnt:tun', tun, tcap) then return 0, 'tunnel-full' end
+  if over(p .. 'cnt:realm', realm, rcap) then return 0, 'realm-full' end
+  local probe = 0
+  if redis.call('EXISTS', p .. 'suspect:' .. lns) == 1 then
+    if not redis.call('SET', p .. 'probe:' .. lns, node, 'NX', 'PX', probe_ms) then
+      return 0, 'probe-in-flight'
+    end
+    probe = 1
+  end
+  add(node, id, lns, tun, realm)
+  return 1, probe
+end
 local function lock(lns, hold)
   local cur = redis.call('PTTL', p .. 'lock:' .. lns)
   if cur < hold then redis.call('SET', p .. 'lock:' .. lns, '1', 'PX', hold) end
@@ -93,25 +124,23 @@ end
 
 # ARGV: p node id lns tun realm lns_cap tun_cap realm_cap probe_ms
 _RESERVE = """
-local node, id, lns, tun, realm = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-if redis.call('SISMEMBER', p .. 'drained', lns) == 1 then return {0, 'drained'} end
-if redis.call('EXISTS', p .. 'lock:' .. lns) == 1 then return {0, 'locked-out'} end
-local function over(h, f, cap)
-  if cap == '' then return false end
-  return tonumber(redis.call('HGET', h, f) or '0') >= tonumber(cap)
+local ok, extra = try_reserve(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8],
+  ARGV[9], ARGV[10])
+return {ok, extra}
+"""
+
+# ARGV: p node id realm probe_ms choices ("lns\\ttun\\tlns_cap\\ttun_cap\\trealm_cap" lines)
+# -> {1, index (1-based), probe} for the first choice that could be reserved, or {0}
+_RESERVE_FIRST = """
+local node, id, realm, probe_ms = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local k = 0
+for line in string.gmatch(ARGV[6], '[^\\n]+') do
+  k = k + 1
+  local lns, tun, lc, tc, rc = string.match(line, '^(.-)\\t(.-)\\t(.-)\\t(.-)\\t(.*)$')
+  local ok, extra = try_reserve(node, id, lns, tun, realm, lc, tc, rc, probe_ms)
+  if ok == 1 then return {1, k, extra} end
 end
-if over(p .. 'cnt:lns', lns, ARGV[7]) then return {0, 'lns-full'} end
-if over(p .. 'cnt:tun', tun, ARGV[8]) then return {0, 'tunnel-full'} end
-if over(p .. 'cnt:realm', realm, ARGV[9]) then return {0, 'realm-full'} end
-local probe = 0
-if redis.call('EXISTS', p .. 'suspect:' .. lns) == 1 then
-  if not redis.call('SET', p .. 'probe:' .. lns, node, 'NX', 'PX', ARGV[10]) then
-    return {0, 'probe-in-flight'}
-  end
-  probe = 1
-end
-add(node, id, lns, tun, realm)
-return {1, probe}
+return {0}
 """
 
 # ARGV: p node id
@@ -147,15 +176,14 @@ if redis.call('SET', p .. 'probe:' .. lns, ARGV[3], 'NX', 'PX', ARGV[4]) then re
 return 0
 """
 
-# ARGV: p node realm n_lns lns... tun...
-# -> per lns: global, mine, lock pttl, suspect, probe, drained; realm global, mine;
-#    per tun: global, mine
+# ARGV: p node realm "lns\\n..." "tun\\n..." -> "n,n,..." (one string: cheap to parse):
+# per lns: global, mine, lock pttl, suspect, probe, drained; realm global, mine;
+# per tun: global, mine
 _LOAD_VIEW = """
-local node, realm, n = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local node, realm = ARGV[2], ARGV[3]
 local nc = p .. 'node:' .. node .. ':cnt'
 local out = {}
-for i = 5, 4 + n do
-  local lns = ARGV[i]
+for lns in string.gmatch(ARGV[4], '[^\\n]+') do
   out[#out + 1] = tonumber(redis.call('HGET', p .. 'cnt:lns', lns) or '0')
   out[#out + 1] = tonumber(redis.call('HGET', nc, 'l|' .. lns) or '0')
   out[#out + 1] = redis.call('PTTL', p .. 'lock:' .. lns)
@@ -165,11 +193,11 @@ for i = 5, 4 + n do
 end
 out[#out + 1] = tonumber(redis.call('HGET', p .. 'cnt:realm', realm) or '0')
 out[#out + 1] = tonumber(redis.call('HGET', nc, 'r|' .. realm) or '0')
-for i = 5 + n, #ARGV do
-  out[#out + 1] = tonumber(redis.call('HGET', p .. 'cnt:tun', ARGV[i]) or '0')
-  out[#out + 1] = tonumber(redis.call('HGET', nc, 't|' .. ARGV[i]) or '0')
+for tun in string.gmatch(ARGV[5], '[^\\n]+') do
+  out[#out + 1] = tonumber(redis.call('HGET', p .. 'cnt:tun', tun) or '0')
+  out[#out + 1] = tonumber(redis.call('HGET', nc, 't|' .. tun) or '0')
 end
-return out
+return table.concat(out, ',')
 """
 
 # ARGV: p node ttl_ms -> {1 if this node was absent (reaped or new), number reaped}
@@ -285,6 +313,87 @@ class _SharedExclusive:
                 self._cond.notify_all()
 
 
+class _Pipeliner:
+    """Sends the script calls of concurrent callers in one pipeline (one round trip per batch).
+
+    Every script stays atomic on the server; batching only removes round trips. Callers block on
+    a future; a connection error fails the whole batch (each caller then uses the local view).
+    """
+
+    def __init__(self, client: redis.Redis, wait: float, max_batch: int = 256) -> None:
+        self.client = client
+        self.wait = wait
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[Script, list[Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._loop, name="redis-pipeliner", daemon=True)
+        self._thread.start()
+        self.batches = 0
+        self.calls = 0
+
+    def call(self, script: Script, args: list[Any]) -> Any:
+        fut: Future[Any] = Future()
+        self._queue.put((script, args, fut))
+        return fut.result(self.wait)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(5.0)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._run(batch)
+                    return
+                batch.append(nxt)
+            self._run(batch)
+
+    def _run(self, batch: list[tuple[Script, list[Any], Future[Any]]]) -> None:
+        self.batches += 1
+        self.calls += len(batch)
+        pending = batch
+        for _attempt in range(2):
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for script, args, _ in pending:
+                    pipe.evalsha(script.sha, 0, *args)
+                results = pipe.execute(raise_on_error=False)
+            except Exception as exc:
+                for _, _, fut in pending:
+                    fut.set_exception(exc)
+                return
+            retry = []
+            for (script, args, fut), result in zip(pending, results, strict=True):
+                if isinstance(result, redis.exceptions.NoScriptError):
+                    retry.append((script, args, fut))  # not run: the server lost its scripts
+                elif isinstance(result, Exception):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+            if not retry:
+                return
+            try:
+                for script in {id(r[0]): r[0] for r in retry}.values():
+                    script.sha = self.client.script_load(script.script)
+            except Exception as exc:
+                for _, _, fut in retry:
+                    fut.set_exception(exc)
+                return
+            pending = retry
+        for _, _, fut in pending:
+            fut.set_exception(redis.ConnectionError("scripts could not be loaded"))
+
+
 class _Down(Exception):
     """Internal: Redis unusable right now, use the local view."""
 
@@ -301,6 +410,7 @@ class RedisStateCore:
         socket_timeout: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         client: redis.Redis | None = None,
+        pipeline: bool = True,
     ) -> None:
         self.node = node or uuid.uuid4().hex[:12]
         self.keys = Keys(prefix)
@@ -322,12 +432,16 @@ class RedisStateCore:
         self._next_attempt = 0.0
         reg = self.client.register_script
         self._reserve = reg(_LUA_COMMON + _RESERVE)
+        self._reserve_first = reg(_LUA_COMMON + _RESERVE_FIRST)
         self._release = reg(_LUA_COMMON + _RELEASE)
         self._lock_out = reg(_LUA_COMMON + _LOCK_OUT)
         self._claim_probe = reg(_LUA_COMMON + _CLAIM_PROBE)
         self._load_view = reg(_LUA_COMMON + _LOAD_VIEW)
         self._heartbeat = reg(_LUA_COMMON + _HEARTBEAT)
         self._resync = reg(_LUA_COMMON + _RESYNC)
+        self._pipeliner = (
+            _Pipeliner(self.client, wait=4 * socket_timeout + 1.0) if pipeline else None
+        )
         # Start clean: drop whatever a previous process with this node name left behind.
         self._mark_down_quietly()
         self._try_recover()
@@ -403,6 +517,13 @@ class RedisStateCore:
         with self._gate.shared():
             yield
 
+    def _script(self, script: Script, args: list[Any]) -> Any:
+        """Run one script call (through the pipeliner when enabled) or raise :class:`_Down`."""
+        if self._pipeliner is None:
+            return self._redis(lambda: script(keys=[], args=args))
+        pipeliner = self._pipeliner
+        return self._redis(lambda: pipeliner.call(script, args))
+
     def _redis(self, op: Callable[[], T]) -> T:
         """Run ``op`` against Redis or raise :class:`_Down` (caller falls back to local)."""
         if self._down_since is not None:
@@ -419,25 +540,24 @@ class RedisStateCore:
         return "" if value is None else str(value)
 
     def reserve(self, lns_id: str, tunnel_key: str, realm: str, caps: Caps) -> Reservation | None:
+        lns_id, tunnel_key, realm = clean(lns_id), clean(tunnel_key), clean(realm)
         with self._op():
             rid = uuid.uuid4().hex
             try:
-                reply = self._redis(
-                    lambda: self._reserve(
-                        keys=[],
-                        args=[
-                            self.keys.prefix,
-                            self.node,
-                            rid,
-                            lns_id,
-                            tunnel_key,
-                            realm,
-                            self._cap(caps.lns),
-                            self._cap(caps.tunnel),
-                            self._cap(caps.realm),
-                            int(self.probe_timeout * 1000),
-                        ],
-                    )
+                reply = self._script(
+                    self._reserve,
+                    [
+                        self.keys.prefix,
+                        self.node,
+                        rid,
+                        lns_id,
+                        tunnel_key,
+                        realm,
+                        self._cap(caps.lns),
+                        self._cap(caps.tunnel),
+                        self._cap(caps.realm),
+                        int(self.probe_timeout * 1000),
+                    ],
                 )
             except _Down:
                 self.counters["degraded_reserves"] += 1
@@ -448,26 +568,43 @@ class RedisStateCore:
             self.local.adopt(res)
             return res
 
+    def reserve_first(self, choices: Sequence[Choice], realm: str) -> Reservation | None:
+        """Reserve the first of ``choices`` that can be reserved, in one atomic round trip."""
+        if not choices:
+            return None
+        with self._op():
+            rid = uuid.uuid4().hex
+            lines = "\n".join(
+                f"{clean(lns_id)}\t{clean(tunnel_key)}\t{self._cap(caps.lns)}\t"
+                f"{self._cap(caps.tunnel)}\t{self._cap(caps.realm)}"
+                for lns_id, tunnel_key, caps in choices
+            )
+            realm = clean(realm)
+            args = [self.keys.prefix, self.node, rid, realm, int(self.probe_timeout * 1000), lines]
+            try:
+                reply = self._script(self._reserve_first, args)
+            except _Down:
+                self.counters["degraded_reserves"] += 1
+                return self.local.reserve_first(choices, realm)
+            if int(reply[0]) != 1:
+                return None
+            lns_id, tunnel_key, _ = choices[int(reply[1]) - 1]
+            res = Reservation(rid, self.node, lns_id, tunnel_key, realm, bool(int(reply[2])))
+            self.local.adopt(res)
+            return res
+
     def release(self, reservation: Reservation) -> bool:
         with self._op():
             mine = self.local.release(reservation)
             with suppress(_Down):
-                self._redis(
-                    lambda: self._release(
-                        keys=[], args=[self.keys.prefix, self.node, reservation.id]
-                    )
-                )
+                self._script(self._release, [self.keys.prefix, self.node, reservation.id])
             return mine
 
     def lock_out(self, lns_id: str, hold: float) -> None:
         with self._op():
             self.local.lock_out(lns_id, hold)
             with suppress(_Down):
-                self._redis(
-                    lambda: self._lock_out(
-                        keys=[], args=[self.keys.prefix, lns_id, max(1, int(hold * 1000))]
-                    )
-                )
+                self._script(self._lock_out, [self.keys.prefix, lns_id, max(1, int(hold * 1000))])
 
     def unlock(self, lns_id: str) -> None:
         with self._op():
@@ -488,16 +625,14 @@ class RedisStateCore:
     def claim_probe(self, lns_id: str) -> bool:
         with self._op():
             try:
-                reply = self._redis(
-                    lambda: self._claim_probe(
-                        keys=[],
-                        args=[
-                            self.keys.prefix,
-                            lns_id,
-                            self.node,
-                            int(self.probe_timeout * 1000),
-                        ],
-                    )
+                reply = self._script(
+                    self._claim_probe,
+                    [
+                        self.keys.prefix,
+                        lns_id,
+                        self.node,
+                        int(self.probe_timeout * 1000),
+                    ],
                 )
             except _Down:
                 return self.local.claim_probe(lns_id)
@@ -512,20 +647,20 @@ class RedisStateCore:
     def load_view(
         self, lns_ids: Iterable[str], realm: str, tunnel_keys: Iterable[str] = ()
     ) -> LoadView:
-        ids, tuns = list(lns_ids), list(tunnel_keys)
+        ids, tuns = [clean(i) for i in lns_ids], [clean(t) for t in tunnel_keys]
+        realm = clean(realm)
         with self._op():
             try:
-                flat = self._redis(
-                    lambda: self._load_view(
-                        keys=[], args=[self.keys.prefix, self.node, realm, len(ids), *ids, *tuns]
-                    )
+                flat = self._script(
+                    self._load_view,
+                    [self.keys.prefix, self.node, realm, "\n".join(ids), "\n".join(tuns)],
                 )
             except _Down:
                 return self.local.load_view(ids, realm, tuns)
             return self._view_from(flat, ids, realm, tuns)
 
-    def _view_from(self, flat: list[Any], ids: list[str], realm: str, tuns: list[str]) -> LoadView:
-        vals = [int(v) for v in flat]
+    def _view_from(self, flat: str, ids: list[str], realm: str, tuns: list[str]) -> LoadView:
+        vals = [int(v) for v in str(flat).split(",")]
         loc = self.local
         now = self.clock()
         per_lns: dict[str, int] = {}
@@ -619,11 +754,8 @@ class RedisStateCore:
         self.local.heartbeat()
         with self._op():
             try:
-                reply = self._redis(
-                    lambda: self._heartbeat(
-                        keys=[],
-                        args=[self.keys.prefix, self.node, int(self.node_ttl * 1000)],
-                    )
+                reply = self._script(
+                    self._heartbeat, [self.keys.prefix, self.node, int(self.node_ttl * 1000)]
                 )
             except _Down:
                 return
@@ -648,6 +780,8 @@ class RedisStateCore:
         }
 
     def close(self) -> None:
+        if self._pipeliner is not None:
+            self._pipeliner.close()
         self.client.close()
 
 
