@@ -217,3 +217,29 @@ def test_hidden_avp_with_wrong_secret_is_malformed() -> None:
     ep.receive_datagram(good, LAC, 0.0)
     assert len(ep.tunnels) == 1
     assert any(isinstance(e, IncomingTunnel) for e in events(ep))
+
+
+def test_simultaneous_open_leaves_one_tunnel() -> None:
+    # RFC 2661 4.4.3: both peers send an SCCRQ at once; the lower Tie Breaker wins.
+    a = L2tpEndpoint(rand_bytes=random.Random(10).randbytes, lns_config=TunnelConfig(), strict=True)
+    b = L2tpEndpoint(rand_bytes=random.Random(11).randbytes, lns_config=TunnelConfig(), strict=True)
+    a_tid = a.open_tunnel(LNS, TunnelConfig(), 0.0)
+    b_tid = b.open_tunnel(LAC, TunnelConfig(), 0.0)
+    a_tb = int.from_bytes(a.tunnels[a_tid].tie_breaker or b"", "big")
+    b_tb = int.from_bytes(b.tunnels[b_tid].tie_breaker or b"", "big")
+    now = 0.0
+    for _ in range(50):
+        for d, _p in a.datagrams_to_send(now):
+            b.receive_datagram(d, LAC, now)
+        for d, _p in b.datagrams_to_send(now):
+            a.receive_datagram(d, LNS, now)
+        now += 0.05
+        a.handle_timer(now)
+        b.handle_timer(now)
+    ev_a, ev_b = events(a), events(b)
+    winner_events, loser_events = (ev_a, ev_b) if a_tb < b_tb else (ev_b, ev_a)
+    lost = [e for e in loser_events if isinstance(e, TunnelClosed)]
+    assert [e.reason for e in lost] == ["tie-breaker-lost"]
+    assert [e for e in winner_events if isinstance(e, TunnelEstablished)]
+    assert [e for e in loser_events if isinstance(e, IncomingTunnel)]
+    assert len(a.tunnels) == 1 and len(b.tunnels) == 1
