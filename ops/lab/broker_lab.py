@@ -100,8 +100,18 @@ static_pool:
 class BrokerLab:
     """Build with :meth:`start`, tear down with :meth:`close` (or use as a context manager)."""
 
-    def __init__(self, *, state: str = "memory", nodes: int = 1, dir: Path | None = None):
+    def __init__(
+        self,
+        *,
+        state: str = "memory",
+        nodes: int = 1,
+        dir: Path | None = None,
+        retransmit: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 8.0),
+        interim: float = 0.0,
+    ):
         self.dir = Path(dir or tempfile.mkdtemp(prefix="broker-lab-"))
+        self.retransmit = retransmit
+        self.interim = interim
         self.state = state
         self.node_count = nodes
         self.sub: Netns | None = None
@@ -114,6 +124,7 @@ class BrokerLab:
         self.access_ifaces: list[tuple[str, str]] = []  # (sub side, lac side) per node
         self._logs: list[Any] = []
         self.acct_port = 0
+        self._runs = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> BrokerLab:
@@ -184,11 +195,17 @@ node_id: lac-{i + 1}
 interfaces: [{self.access_ifaces[i][1]}]
 pppoe: {{ac_name: lab-lac-{i + 1}}}
 ppp: {{auth: [chap, pap], echo_interval: 10}}
-l2tp: {{listen: {LAC_ADDR}, port: {1701 + i}, host_name: lab-lac-{i + 1}, hide_avps: false}}
+l2tp:
+  listen: {LAC_ADDR}
+  port: {1701 + i}
+  host_name: lab-lac-{i + 1}
+  hide_avps: false
+  retransmit: [{", ".join(str(x) for x in self.retransmit)}]
 radius:
   nas_ip: {LAC_ADDR}
   nas_identifier: lab-lac-{i + 1}
   bind: {LAC_ADDR}
+  interim_interval: {self.interim}
   servers:
     - {{name: lab, address: {LAC_ADDR}, port: 1812, secret: "env:LAB_RADIUS_SECRET",
         timeout: [1, 1, 2]}}
@@ -278,7 +295,8 @@ log: {{format: text, level: info}}
     ) -> Any:
         """Run ``l2tp-broker sim subscribers`` in the subscriber namespace; return its report."""
         assert self.sub is not None
-        out = self.dir / f"subs-{len(os.listdir(self.dir))}.json"
+        self._runs += 1
+        out = self.dir / f"subs-{self._runs}.json"
         cmd = [venv_python(), "-m", "broker", "sim", "subscribers",
                "--interface", self.access_ifaces[node][0], "--count", str(count),
                "--rate", str(rate), "--user-template", user_template, "--password", PASSWORD,
