@@ -793,7 +793,7 @@ def thread_runner(reactor: Any, pool: ThreadPool) -> Runner:
 
 
 def make_redis_store(
-    core: RedisStateCore, reactor: Any = None, threads: int = 8
+    core: RedisStateCore, reactor: Any = None, threads: int = 32
 ) -> DeferredStateStore:
     """Wrap ``core`` for the reactor: its calls run in a dedicated pool stopped at shutdown."""
     if reactor is None:

@@ -259,3 +259,9 @@ def test_static_candidates_without_resolver_have_no_secret() -> None:
     policy = replace(POLICY, static_pool=(LnsEntry("a", "192.0.2.1", secret_ref="env:X"),))
     (c,) = static_candidates(policy)
     assert c.secret is None and c.source == "static"
+
+
+def test_candidate_repr_hides_secrets() -> None:
+    c = cand(1)
+    c = replace(c, secret=b"topsecret", tunnel_identity=(c.lns_id, None, None, b"topsecret"))
+    assert "topsecret" not in repr(c)

@@ -294,3 +294,24 @@ task.react(main)
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert "DEFERRED-OK" in out.stdout, out.stderr
+
+
+def test_script_cache_flush_is_survived(nodes: Callable[..., RedisStateCore]) -> None:
+    a = nodes("a")
+    a.client.script_flush()
+    r = a.reserve_first([(LNS, "tk", Caps())], "r")
+    assert r is not None and a.release(r) is True
+    assert a.status()["state"] == "ok"
+
+
+def test_unpipelined_core_behaves_the_same(redis_server: RedisServer, prefix: str) -> None:
+    a = RedisStateCore(redis_server.url, node="a", prefix=prefix, pipeline=False)
+    b = RedisStateCore(redis_server.url, node="b", prefix=prefix)
+    try:
+        assert a.reserve(LNS, "tk", "r", Caps(lns=1)) is not None
+        assert b.reserve(LNS, "tk", "r", Caps(lns=1)) is None
+        b.lock_out(LNS2, 300.0)
+        assert LNS2 in a.load_view([LNS2], "r").locked_out
+    finally:
+        a.close()
+        b.close()

@@ -236,3 +236,52 @@ def test_deferred_wrapper_over_memory_fires_at_once() -> None:
     store.load_view([LNS], "r").addCallback(results.append)
     assert results[1] is True and results[2].sessions_per_lns == {LNS: 0}
     assert store.status()["backend"] == "memory"
+
+
+def test_reserve_first_takes_first_reservable_in_order(harness: Harness) -> None:
+    s = harness.core()
+    a, b, c = "192.0.2.1:1701", "192.0.2.2:1701", "192.0.2.3:1701"
+    s.lock_out(a, 300.0)
+    s.drain(b, True)
+    choices = [(a, "ta", Caps()), (b, "tb", Caps()), (c, "tc", Caps(lns=1))]
+    first = s.reserve_first(choices, "r")
+    assert first is not None and (first.lns_id, first.tunnel_key) == (c, "tc")
+    assert s.reserve_first(choices, "r") is None  # c is full now, a locked, b drained
+    assert s.reserve_first([], "r") is None
+    s.drain(b, False)
+    second = s.reserve_first(choices, "r")
+    assert second is not None and second.lns_id == b
+    assert s.load_view([a, b, c], "r").sessions_per_lns == {a: 0, b: 1, c: 1}
+
+
+def test_reserve_first_admits_the_probe(harness: Harness) -> None:
+    s = harness.core()
+    s.lock_out(LNS, 0.2)
+    harness.let_pass(1.0, lambda: LNS in s.load_view([LNS], "r").probe_available)
+    choices = [(LNS, "tk", Caps()), (LNS2, "tk2", Caps())]
+    probe = s.reserve_first(choices, "r")
+    assert probe is not None and probe.lns_id == LNS and probe.probe
+    other = s.reserve_first(choices, "r")  # probe in flight: the next candidate
+    assert other is not None and other.lns_id == LNS2 and not other.probe
+
+
+def test_probe_claim_expires_when_the_prober_vanishes(harness: Harness) -> None:
+    s = harness.core()
+    if isinstance(s, RedisStateCore):
+        s.probe_timeout = 0.3
+    else:
+        assert isinstance(s, MemoryStateCore)
+        s.probe_timeout = 0.3
+    s.lock_out(LNS, 0.2)
+    harness.let_pass(1.0, lambda: s.claim_probe(LNS))
+    assert s.claim_probe(LNS) is False
+    harness.let_pass(1.0, lambda: s.claim_probe(LNS))  # a new probe once the claim lapsed
+
+
+def test_separator_characters_cannot_corrupt_records(harness: Harness) -> None:
+    s = harness.core()
+    r = s.reserve(LNS, "tk", "evil\trealm\nx", Caps())
+    assert r is not None
+    assert s.load_view([LNS], "evil\trealm\nx").realm_sessions == 1
+    assert s.release(r) is True
+    assert s.load_view([LNS], "evil\trealm\nx").realm_sessions == 0
