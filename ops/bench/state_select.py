@@ -113,6 +113,26 @@ def run(
     return rate
 
 
+def raw_ceiling(core: RedisStateCore, seconds: float) -> float:
+    """redis-py alone, 100 reserve_first + release pairs per pipeline: this host's ceiling."""
+    client = core.client
+    sha_first = client.script_load(core._reserve_first.script)
+    sha_release = client.script_load(core._release.script)
+    line = f"{IDS[0]}\t{KEYS[0]}\t\t\t"
+    n = 0
+    stop = time.monotonic() + seconds
+    start = time.monotonic()
+    while time.monotonic() < stop:
+        pipe = client.pipeline(transaction=False)
+        for i in range(100):
+            rid = f"raw{n + i}"
+            pipe.evalsha(sha_first, 0, "bench:", "raw", rid, POLICY.name, 1000, line)
+            pipe.evalsha(sha_release, 0, "bench:", "raw", rid)
+        pipe.execute()
+        n += 100
+    return n / (time.monotonic() - start)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -138,6 +158,9 @@ def main() -> int:
                 how += ", select+reserve only"
             label = f"{backend:6} {threads:2} thread(s), {how}:"
             print(f"{label:70} {rate:10,.0f} calls/s")
+        raw = raw_ceiling(core, args.seconds)
+        label = "redis-py alone, pipelined reserve+release (no selection, ceiling):"
+        print(f"{label:70} {raw:10,.0f} calls/s")
         assert core.status()["state"] == "ok"
         view = core.load_view(IDS, POLICY.name)
         assert sum(view.sessions_per_lns.values()) == 0, "every reservation released"
