@@ -24,6 +24,8 @@ from typing import Any
 __all__ = ["LoadGenerator", "LoadPlan", "LoadReport", "percentile"]
 
 CHURN_ACTIONS = ("padt", "power-off", "lcp-terminate")
+#: Token-bucket slack for float rounding (a start due "now" must not wait for the next tick).
+_EPS = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +181,9 @@ class LoadGenerator:
         self._refill(now)
         out: list[int] = []
         while (
-            self._pending() and self._tokens >= 1.0 and len(self.in_setup) < self.plan.outstanding
+            self._pending()
+            and self._tokens >= 1.0 - _EPS
+            and len(self.in_setup) < self.plan.outstanding
         ):
             if self._redial:
                 i = self._redial.pop(0)
@@ -209,7 +213,7 @@ class LoadGenerator:
         """Next time something is due (None: only waiting for subscribers)."""
         best: float | None = None
         if self._pending() and len(self.in_setup) < self.plan.outstanding:
-            if self._tokens >= 1.0 or self._last_refill is None:
+            if self._tokens >= 1.0 - _EPS or self._last_refill is None:
                 best = self._last_refill or 0.0
             else:
                 best = self._last_refill + (1.0 - self._tokens) / self.plan.rate
