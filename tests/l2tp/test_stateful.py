@@ -109,6 +109,7 @@ class AdversarialPeer(RuleBasedStateMachine):
         self.sent: list[bytes] = []
         self.closed_tunnels: set[int] = set()  # id() of tunnel objects reported closed
         self.closed_sessions: set[tuple[int, int, int]] = set()
+        self.known: set[int] = set()
 
     # -- commands to our endpoint ---------------------------------------------------------
     @rule(secret=st.booleans(), hide=st.booleans())
@@ -246,6 +247,10 @@ class AdversarialPeer(RuleBasedStateMachine):
                 assert t.get_timer() is not None, t.state
         timer = self.ep.get_timer()
         assert timer is None or timer >= 0
+        # no tunnel disappears without a TunnelClosed event
+        for tid in self.known - set(self.ep.tunnels):
+            assert tid in self.closed_tunnels
+        self.known = set(self.ep.tunnels)
 
 
 AdversarialPeer.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
