@@ -22,9 +22,11 @@ class TunnelClosed:
     """The tunnel and every session in it are gone (each session also gets SessionClosed).
 
     ``reason``: 'retransmit-exhausted', 'stopccn-received', 'local', 'auth-failed',
-    'rejected' (peer refused setup / we refused it), 'protocol-error', 'unknown-mandatory-avp',
-    'tie-breaker-lost'. ``result``/``error``/``message`` are the Result Code AVP sent or
-    received. ``during_setup`` is true when the tunnel never reached established.
+    'rejected' (we refused the peer's SCCRQ/SCCRP), 'protocol-error' (StopCCN result 7 sent),
+    'unknown-mandatory-avp' (result 2 error 8 sent), 'tie-breaker-lost', 'setup-timeout'
+    (the peer acknowledged our SCCRQ/SCCRP but never answered within ``setup_timeout``).
+    ``result``/``error``/``message`` are the Result Code AVP sent or received.
+    ``during_setup`` is true when the tunnel never reached established.
     """
 
     tunnel_id: int
@@ -47,7 +49,13 @@ class SessionEstablished:
 
 @dataclass(frozen=True, slots=True)
 class SessionClosed:
-    """A session ended. ``by_peer`` is true when the peer sent the CDN/StopCCN."""
+    """A session ended. ``by_peer`` is true when the peer sent the CDN/StopCCN.
+
+    When the tunnel ends, every session gets one with the tunnel's result. Our own CDNs:
+    the caller's result for ``close_session``; 10 (not established in time) on setup timeout;
+    2/8 for an unknown mandatory AVP; 2/1 when opened on a tunnel that is already closing.
+    ``during_setup`` is true when the session never reached established.
+    """
 
     tunnel_id: int
     session_id: int
