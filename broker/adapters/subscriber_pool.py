@@ -257,6 +257,17 @@ class SubscriberPool:
     def _read(self, reader: _Reader) -> None:
         now = self.reactor.seconds()
         touched: dict[bytes, Subscriber] = {}
+        # Discovery first: a PADS read after the AC's first session frame would cost the
+        # subscriber a retransmission.
+        disc = self._readers.get(ETH_P_PPP_DISC)
+        if disc is not None and disc is not reader:
+            self._read_socket(disc, now, touched)
+        self._read_socket(reader, now, touched)
+        for sub in touched.values():
+            self._flush(sub)
+        self._arm()
+
+    def _read_socket(self, reader: _Reader, now: float, touched: dict[bytes, Subscriber]) -> None:
         subscribers = self.subscribers
         for _ in range(self.max_reads):
             try:
@@ -287,9 +298,6 @@ class SubscriberPool:
             except Exception as exc:  # an engine bug must not reach the reactor
                 self._fault("frame_errors", exc)
             touched[sub.mac] = sub
-        for sub in touched.values():
-            self._flush(sub)
-        self._arm()
 
     def _lost(self, reader: _Reader) -> None:
         self._count("connection_lost")

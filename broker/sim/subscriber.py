@@ -210,6 +210,7 @@ class Subscriber:
         self._events: deque[SubscriberEvent] = deque()
         self._deadline: float | None = None
         self._closing_reason = ""
+        self._early: list[bytes] = []
 
     @property
     def session_id(self) -> int:
@@ -316,8 +317,17 @@ class Subscriber:
         self.counters[key] = self.counters.get(key, 0) + 1
 
     def _session_frame(self, src: bytes, payload: bytes, now: float) -> None:
-        if self.ppp is None or src != self.discovery.ac_mac:
+        if src != self.discovery.ac_mac:
             self._count("session-unexpected")
+            return
+        if self.ppp is None:
+            # The AC's first LCP request can overtake its PADS (two sockets, one busy):
+            # keep a few session frames and replay them once the PADS is in.
+            if self.discovery.state is ClientState.REQUESTING and len(self._early) < 4:
+                self._early.append(payload)
+                self._count("session-early")
+            else:
+                self._count("session-unexpected")
             return
         try:
             session_id, ppp = decode_session_frame(payload)
@@ -434,6 +444,9 @@ class Subscriber:
                     rand_bytes=self.rand_bytes,
                 )
                 self.ppp.start(now)
+                early, self._early = self._early, []
+                for payload in early:
+                    self._session_frame(self.discovery.ac_mac or b"", payload, now)
             elif isinstance(dev, DiscoveryFailed):
                 reason = "pads-error" if dev.reason.startswith("pads-error") else dev.reason
                 self._fail(now, reason, dev.reason)
