@@ -92,6 +92,11 @@ def register(sub: Any) -> None:
     lns.add_argument("--hostname", default="sim-lns")
     lns.add_argument("--pool", default="198.51.100.0/24", help="IPCP address pool (CIDR)")
     lns.add_argument("--address", help="the LNS's own PPP address (default: pool's first)")
+    lns.add_argument(
+        "--reuse-addresses",
+        action="store_true",
+        help="hand out pool addresses round robin even when in use (more sessions than the pool)",
+    )
     lns.add_argument("--receive-window", type=int, default=8)
     lns.add_argument("--hide", action="store_true", help="hide AVPs (needs --secret)")
     lns.add_argument("--reject-result", type=int, help="refuse every call with this CDN result")
@@ -353,6 +358,7 @@ def handle_lns(args: argparse.Namespace) -> int:
         max_sessions=args.max_sessions,
         drop_sccrq=args.drop_sccrq,
         accept_proxy_lcp=not args.no_proxy_lcp,
+        reuse_addresses=args.reuse_addresses,
     )
     engine = LnsEmulator(config)
     service = LnsEmulatorService(engine, reactor, args.listen, args.port)

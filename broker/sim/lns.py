@@ -73,6 +73,9 @@ class LnsConfig:
     max_sessions: int = 0
     drop_sccrq: bool = False
     accept_proxy_lcp: bool = True
+    #: Hand out pool addresses round robin even when in use (load tests beyond the pool
+    #: size: the emulator routes replies by session, not by address).
+    reuse_addresses: bool = False
     restart: RestartConfig = field(default_factory=RestartConfig)
     mru: int = 1460
 
@@ -239,6 +242,10 @@ class LnsEmulator:
         own = ipaddress.IPv4Address(cfg.address).packed if cfg.address else hosts[0]
         self.own = own
         self._free: deque[bytes] = deque(a for a in hosts if a != own)
+        if not self._free:
+            raise ValueError(f"pool {cfg.pool} has no address besides the LNS's own")
+        self._all = tuple(self._free)
+        self._cursor = 0
         self.calls: dict[tuple[int, int], _Call] = {}
         self._tunnel_peers: dict[int, tuple[Peer, int]] = {}
         self._data_out: list[tuple[bytes, Peer]] = []
@@ -267,7 +274,7 @@ class LnsEmulator:
         if cfg.max_sessions and len(self.calls) >= cfg.max_sessions:
             self._count("refused-cap")
             return (int(CdnResult.TEMPORARY_NO_FACILITIES), None, "session cap reached")
-        if not self._free:
+        if not self._free and not cfg.reuse_addresses:
             self._count("refused-pool")
             return (int(CdnResult.TEMPORARY_NO_FACILITIES), None, "address pool exhausted")
         return None
@@ -367,7 +374,12 @@ class LnsEmulator:
             if ti is None:
                 return
             info = (ti[0], ti[1])
-        if not self._free:
+        if self.config.reuse_addresses:
+            address = self._all[self._cursor % len(self._all)]
+            self._cursor += 1
+        elif self._free:
+            address = self._free.popleft()
+        else:
             self.endpoint.close_session(
                 ev.tunnel_id,
                 ev.session_id,
@@ -377,7 +389,6 @@ class LnsEmulator:
                 now,
             )
             return
-        address = self._free.popleft()
         params = ev.params
         proxy = (
             self.config.accept_proxy_lcp
@@ -433,7 +444,7 @@ class LnsEmulator:
 
     def _forget(self, tunnel_id: int, session_id: int) -> None:
         call = self.calls.pop((tunnel_id, session_id), None)
-        if call is not None:
+        if call is not None and not self.config.reuse_addresses:
             self._free.append(call.address)
 
     def status(self) -> dict[str, object]:

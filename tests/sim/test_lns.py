@@ -248,3 +248,18 @@ def test_garbage_data_and_control_never_raise(garbage: list[bytes]) -> None:
         rig.lns.receive_data(header + g, LAC, 1.0)
         rig.lns.datagrams_to_send(1.0)
     rig.lns.handle_timer(2.0)
+
+
+def test_reuse_addresses_beyond_the_pool() -> None:
+    cfg = LnsConfig(
+        tunnel=TunnelConfig(host_name="lns", secret=SECRET),
+        pool="203.0.113.0/30",
+        reuse_addresses=True,
+    )
+    rig = Rig(cfg)
+    calls = [rig.call() for _ in range(3)]
+    assert all(c in rig.sessions for c in calls)
+    ups = [e for e in rig.lns_events() if isinstance(e, SessionEstablished)]
+    assert len(ups) == 3
+    assert len(rig.lns.calls) == 3
+    assert {c.address for c in rig.lns.calls.values()} == {bytes([203, 0, 113, 2])}
