@@ -299,6 +299,19 @@ class _SharedExclusive:
                 self._readers -= 1
                 self._cond.notify_all()
 
+    def try_acquire_shared(self) -> bool:
+        """Take a shared slot without waiting (False while a resync runs)."""
+        with self._cond:
+            if self._writer:
+                return False
+            self._readers += 1
+            return True
+
+    def release_shared(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            self._cond.notify_all()
+
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         with self._cond:
@@ -333,9 +346,13 @@ class _Pipeliner:
         self.calls = 0
 
     def call(self, script: Script, args: list[Any]) -> Any:
+        return self.submit(script, args).result(self.wait)
+
+    def submit(self, script: Script, args: list[Any]) -> Future[Any]:
+        """Queue one script call; the future completes on the pipeliner thread."""
         fut: Future[Any] = Future()
         self._queue.put((script, args, fut))
-        return fut.result(self.wait)
+        return fut
 
     def close(self) -> None:
         self._queue.put(None)
@@ -593,6 +610,91 @@ class RedisStateCore:
             self.local.adopt(res)
             return res
 
+    # -- non-blocking hot path (no pool thread waits on Redis) -----------------------------
+    def _submit(
+        self,
+        script: Script,
+        args: list[Any],
+        on_reply: Callable[[Any], T],
+        on_down: Callable[[], T],
+        before: Callable[[], None] | None = None,
+    ) -> Future[T] | None:
+        """Send one script call without blocking the caller; ``None`` when the blocking path
+        must be used instead (no pipeliner, Redis down, or a resync in progress). ``on_reply``
+        / ``on_down`` run on the pipeliner thread while this operation still holds its shared
+        slot, so a resync never interleaves with the mirror update."""
+        pipeliner = self._pipeliner
+        if pipeliner is None or not self._gate.try_acquire_shared():
+            return None
+        if self.degraded:
+            self._gate.release_shared()
+            return None
+        if before is not None:
+            before()
+        out: Future[T] = Future()
+
+        def finish(fut: Future[Any]) -> None:
+            try:
+                exc = fut.exception()
+                if exc is None:
+                    result = on_reply(fut.result())
+                elif isinstance(exc, REDIS_DOWN_ERRORS):
+                    self._mark_down(exc)
+                    result = on_down()
+                else:
+                    out.set_exception(exc)
+                    return
+                out.set_result(result)
+            except Exception as error:
+                out.set_exception(error)
+            finally:
+                self._gate.release_shared()
+
+        pipeliner.submit(script, args).add_done_callback(finish)
+        return out
+
+    def reserve_first_nowait(
+        self, choices: Sequence[Choice], realm: str
+    ) -> Future[Reservation | None] | None:
+        """:meth:`reserve_first` without blocking; ``None``: call :meth:`reserve_first`."""
+        if not choices:
+            return None
+        rid = uuid.uuid4().hex
+        lines = "\n".join(
+            f"{clean(lns_id)}\t{clean(tunnel_key)}\t{self._cap(caps.lns)}\t"
+            f"{self._cap(caps.tunnel)}\t{self._cap(caps.realm)}"
+            for lns_id, tunnel_key, caps in choices
+        )
+        realm = clean(realm)
+        args = [self.keys.prefix, self.node, rid, realm, int(self.probe_timeout * 1000), lines]
+
+        def on_reply(reply: Any) -> Reservation | None:
+            if int(reply[0]) != 1:
+                return None
+            lns_id, tunnel_key, _ = choices[int(reply[1]) - 1]
+            res = Reservation(
+                rid, self.node, clean(lns_id), clean(tunnel_key), realm, bool(int(reply[2]))
+            )
+            self.local.adopt(res)
+            return res
+
+        def on_down() -> Reservation | None:
+            self.counters["degraded_reserves"] += 1
+            return self.local.reserve_first(choices, realm)
+
+        return self._submit(self._reserve_first, args, on_reply, on_down)
+
+    def release_nowait(self, reservation: Reservation) -> Future[bool] | None:
+        """:meth:`release` without blocking; ``None``: call :meth:`release`."""
+        args = [self.keys.prefix, self.node, reservation.id]
+        mine = [False]
+
+        def before() -> None:
+            # The ledger entry goes at once (exactly once); Redis follows in the batch.
+            mine[0] = self.local.release(reservation)
+
+        return self._submit(self._release, args, lambda _: mine[0], lambda: mine[0], before)
+
     def release(self, reservation: Reservation) -> bool:
         with self._op():
             mine = self.local.release(reservation)
@@ -792,6 +894,43 @@ def thread_runner(reactor: Any, pool: ThreadPool) -> Runner:
     return run
 
 
+class RedisDeferredStore(DeferredStateStore):
+    """The reactor's Redis store: ``reserve_first`` and ``release`` go straight to the
+    pipeliner (no pool thread waits; the result comes back through ``callFromThread``); other
+    calls, and these two while Redis is down or being re-synced, run in the thread pool."""
+
+    def __init__(self, core: RedisStateCore, reactor: Any, runner: Runner) -> None:
+        super().__init__(core, runner)
+        self.redis_core = core
+        self.reactor = reactor
+
+    def _deferred(self, fut: Future[T]) -> Deferred[T]:
+        d: Deferred[T] = Deferred()
+
+        def done(f: Future[T]) -> None:
+            exc = f.exception()
+            if exc is None:
+                self.reactor.callFromThread(d.callback, f.result())
+            else:
+                self.reactor.callFromThread(d.errback, exc)
+
+        fut.add_done_callback(done)
+        return d
+
+    def reserve_first(self, choices: Sequence[Choice], realm: str) -> Deferred[Reservation | None]:
+        items = tuple(choices)
+        fut = self.redis_core.reserve_first_nowait(items, realm)
+        if fut is None:
+            return super().reserve_first(items, realm)
+        return self._deferred(fut)
+
+    def release(self, reservation: Reservation) -> Deferred[bool]:
+        fut = self.redis_core.release_nowait(reservation)
+        if fut is None:
+            return super().release(reservation)
+        return self._deferred(fut)
+
+
 def make_redis_store(
     core: RedisStateCore, reactor: Any = None, threads: int = 32
 ) -> DeferredStateStore:
@@ -804,4 +943,4 @@ def make_redis_store(
     pool.start()
     reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
     reactor.addSystemEventTrigger("after", "shutdown", core.close)
-    return DeferredStateStore(core, thread_runner(reactor, pool))
+    return RedisDeferredStore(core, reactor, thread_runner(reactor, pool))

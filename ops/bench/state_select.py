@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -30,7 +31,7 @@ from broker.policy.selection import (
 )
 from broker.state import MemoryStateCore
 from broker.state.base import Reservation, StateCore, choices_for
-from broker.state.redis_store import RedisStateCore
+from broker.state.redis_store import RedisStateCore, make_redis_store
 from ops.lab.redis_server import RedisServer
 
 POLICY = RealmPolicy(
@@ -133,6 +134,53 @@ def raw_ceiling(core: RedisStateCore, seconds: float) -> float:
     return n / (time.monotonic() - start)
 
 
+def reactor_rates(core: RedisStateCore, seconds: float, in_flight: int) -> tuple[float, float]:
+    """The reactor's path (RedisDeferredStore: reserve_first/release straight to the
+    pipeliner), ``in_flight`` call loops: full calls, then select+reserve only."""
+    from twisted.internet import defer, reactor
+
+    store = make_redis_store(core, reactor, threads=32)
+    views = SharedView(core, 0.1)
+    done = [0]
+    held: list[Reservation] = []
+    stop_at = time.monotonic() + seconds
+    phase = ["full"]
+
+    @defer.inlineCallbacks
+    def loop(seed: int) -> Any:
+        rng = random.Random(seed)
+        while time.monotonic() < stop_at:
+            order = select(CANDIDATES, POLICY, views.get(), rng)
+            res = yield store.reserve_first(choices_for(order, POLICY), POLICY.name)
+            if res is not None:
+                if phase[0] == "full":
+                    yield store.release(res)
+                else:
+                    held.append(res)
+            done[0] += 1
+
+    rates: list[float] = []
+
+    @defer.inlineCallbacks
+    def both() -> Any:
+        nonlocal stop_at
+        for name in ("full", "reserve-only"):
+            phase[0] = name
+            done[0] = 0
+            stop_at = time.monotonic() + seconds
+            start = time.monotonic()
+            yield defer.gatherResults([loop(i) for i in range(in_flight)])
+            rates.append(done[0] / (time.monotonic() - start))
+        yield defer.gatherResults([store.release(r) for r in held])
+
+    def finished(result: object) -> None:
+        reactor.stop()  # type: ignore[attr-defined]
+
+    reactor.callWhenRunning(lambda: both().addBoth(finished))  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+    return rates[0], rates[1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -158,6 +206,11 @@ def main() -> int:
                 how += ", select+reserve only"
             label = f"{backend:6} {threads:2} thread(s), {how}:"
             print(f"{label:70} {rate:10,.0f} calls/s")
+        full, only = reactor_rates(core, args.seconds, 256)
+        label = "redis  via Deferreds (reactor, 256 calls in flight), view every 100 ms:"
+        print(f"{label:70} {full:10,.0f} calls/s")
+        label = "redis  via Deferreds (reactor, 256 in flight), select+reserve only:"
+        print(f"{label:70} {only:10,.0f} calls/s")
         raw = raw_ceiling(core, args.seconds)
         label = "redis-py alone, pipelined reserve+release (no selection, ceiling):"
         print(f"{label:70} {raw:10,.0f} calls/s")

@@ -315,3 +315,60 @@ def test_unpipelined_core_behaves_the_same(redis_server: RedisServer, prefix: st
     finally:
         a.close()
         b.close()
+
+
+def test_nowait_path_matches_blocking_semantics(
+    redis_server: RedisServer, nodes: Callable[..., RedisStateCore]
+) -> None:
+    a = nodes("a")
+    futs = [a.reserve_first_nowait([(LNS, "tk", Caps(lns=5))], "r") for _ in range(8)]
+    got = [f.result(10) for f in futs if f is not None]
+    assert len(got) == 8 and sum(r is not None for r in got) == 5
+    held = [r for r in got if r is not None]
+    rel = [a.release_nowait(r) for r in held]
+    assert [f.result(10) for f in rel if f is not None] == [True] * 5
+    again = a.release_nowait(held[0])
+    assert again is not None and again.result(10) is False  # exactly once
+    assert a.load_view([LNS], "r").sessions_per_lns[LNS] == 0
+    redis_server.kill()
+    fut = a.reserve_first_nowait([(LNS, "tk", Caps())], "r")
+    assert fut is not None and fut.result(10) is not None  # local view after the failure
+    assert a.degraded
+    assert a.reserve_first_nowait([(LNS, "tk", Caps())], "r") is None  # blocking path now
+
+
+def test_reactor_store_many_calls_in_flight(redis_server: RedisServer) -> None:
+    script = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+from twisted.internet import task, defer
+from broker.state import Caps
+from broker.state.redis_store import RedisStateCore, make_redis_store
+
+@defer.inlineCallbacks
+def main(reactor):
+    core = RedisStateCore({redis_server.url!r}, node="d", prefix="inflight:")
+    store = make_redis_store(core, reactor)
+    choices = [("x:1701", "tk", Caps(lns=150)), ("y:1701", "tk2", Caps(lns=100))]
+    got = yield defer.gatherResults([store.reserve_first(choices, "r") for _ in range(300)])
+    held = [r for r in got if r is not None]
+    assert len(held) == 250, len(held)
+    assert sum(r.lns_id == "x:1701" for r in held) == 150
+    view = yield store.load_view(["x:1701", "y:1701"], "r")
+    assert dict(view.sessions_per_lns) == {{"x:1701": 150, "y:1701": 100}}, view
+    oks = yield defer.gatherResults([store.release(r) for r in held + held[:10]])
+    assert oks.count(True) == 250 and oks.count(False) == 10
+    view = yield store.load_view(["x:1701", "y:1701"], "r")
+    assert dict(view.sessions_per_lns) == {{"x:1701": 0, "y:1701": 0}}, view
+    print("INFLIGHT-OK")
+
+task.react(main)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert "INFLIGHT-OK" in out.stdout, out.stderr
