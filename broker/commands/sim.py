@@ -146,6 +146,7 @@ class SubscriberRun:
         self.gen = LoadGenerator(self.plan, rng=self.rng, ping=bool(args.ping))
         self.pool = SubscriberPool(args.interface, reactor, on_event=self._on_event)
         self.index_of: dict[bytes, int] = {}
+        self.engine_counters: dict[str, int] = {}
         self.subs: dict[int, Subscriber] = {}
         self.hanging_up = False
         self.t0 = reactor.seconds()
@@ -202,8 +203,18 @@ class SubscriberRun:
             self.gen.subscriber_pinged(i, event.sent, event.received)
 
     def _forget(self, sub: Subscriber) -> None:
+        self._collect(sub)
         self.pool.remove(sub)
         self.index_of.pop(sub.mac, None)
+
+    def _collect(self, sub: Subscriber) -> None:
+        """Add the subscriber's engine counters to the run totals (diagnosis)."""
+        tables = [sub.counters, sub.discovery.counters]
+        if sub.ppp is not None:
+            tables.append(sub.ppp.counters)
+        for table in tables:
+            for key, n in table.items():
+                self.engine_counters[key] = self.engine_counters.get(key, 0) + n
 
     # -- driving ---------------------------------------------------------------------------
     def begin(self) -> None:
@@ -323,8 +334,12 @@ def handle_subscribers(args: argparse.Namespace) -> int:
     reactor.run(installSignalHandlers=False)
     report = run.report()
     sys.stdout.write(report.to_text())
-    if run.pool.counters.get("tx_errors"):
-        print(f"sim: pool counters {json.dumps(run.pool.counters)}", file=sys.stderr)
+    for sub in run.pool.subscribers.values():
+        run._collect(sub)
+    print(f"sim: pool counters {json.dumps(run.pool.counters, sort_keys=True)}", file=sys.stderr)
+    print(
+        f"sim: engine counters {json.dumps(run.engine_counters, sort_keys=True)}", file=sys.stderr
+    )
     if args.json_out is not None:
         args.json_out.write_text(report.to_json())
     return 0 if report.success else 1

@@ -16,6 +16,7 @@ SCCRQs, :meth:`LnsEmulator.die` (silence from then on).
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import os
 from collections import deque
@@ -250,6 +251,10 @@ class LnsEmulator:
         self._tunnel_peers: dict[int, tuple[Peer, int]] = {}
         self._data_out: list[tuple[bytes, Peer]] = []
         self._events: deque[LnsEvent] = deque()
+        #: PPP timers of every call: a heap with lazy deletion (O(log n) per change).
+        self._heap: list[tuple[float, int, tuple[int, int]]] = []
+        self._ppp_deadline: dict[tuple[int, int], float] = {}
+        self._seq = 0
         self._offered = 0
         self.dead = False
         self.counters: dict[str, int] = {}
@@ -332,21 +337,30 @@ class LnsEmulator:
         if self.dead:
             return None
         best = self.endpoint.get_timer()
-        for call in self.calls.values():
-            t = call.ppp.get_timer()
-            if t is not None and (best is None or t < best):
-                best = t
+        heap = self._heap
+        while heap and self._ppp_deadline.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)  # stale entry
+        if heap and (best is None or heap[0][0] < best):
+            best = heap[0][0]
         return best
 
     def handle_timer(self, now: float) -> None:
         if self.dead:
             return
         self.endpoint.handle_timer(now)
-        for call in list(self.calls.values()):
-            t = call.ppp.get_timer()
-            if t is not None and t <= now:
-                call.ppp.handle_timer(now)
-                self._after_ppp(call, now)
+        heap = self._heap
+        due: list[_Call] = []
+        while heap and heap[0][0] <= now:
+            deadline, _, key = heapq.heappop(heap)
+            if self._ppp_deadline.get(key) != deadline:
+                continue
+            del self._ppp_deadline[key]
+            call = self.calls.get(key)
+            if call is not None:
+                due.append(call)
+        for call in due:
+            call.ppp.handle_timer(now)
+            self._after_ppp(call, now)
         self._drain(now)
 
     # -- internals -------------------------------------------------------------------------
@@ -434,6 +448,14 @@ class LnsEmulator:
             self._events.append(
                 LnsIpcpUp(call.tunnel_id, call.session_id, str(ipaddress.IPv4Address(call.address)))
             )
+        key = (call.tunnel_id, call.session_id)
+        deadline = call.ppp.get_timer()
+        if deadline is None:
+            self._ppp_deadline.pop(key, None)
+        elif self._ppp_deadline.get(key) != deadline:
+            self._ppp_deadline[key] = deadline
+            self._seq += 1
+            heapq.heappush(self._heap, (deadline, self._seq, key))
         if call.ppp.terminated:
             self._count("lcp-terminated")
             self.endpoint.close_session(
@@ -443,6 +465,7 @@ class LnsEmulator:
             self._drain(now)
 
     def _forget(self, tunnel_id: int, session_id: int) -> None:
+        self._ppp_deadline.pop((tunnel_id, session_id), None)
         call = self.calls.pop((tunnel_id, session_id), None)
         if call is not None and not self.config.reuse_addresses:
             self._free.append(call.address)
