@@ -112,6 +112,7 @@ class BrokerLab:
         self.dir = Path(dir or tempfile.mkdtemp(prefix="broker-lab-"))
         self.retransmit = retransmit
         self.interim = interim
+        self.redis: subprocess.Popen[bytes] | None = None
         self.state = state
         self.node_count = nodes
         self.sub: Netns | None = None
@@ -176,8 +177,29 @@ class BrokerLab:
             lns.start()
             self.lns[name] = lns
         self._write_policies()
+        if self.state == "redis":
+            self.start_redis()
         for i in range(self.node_count):
             self.start_broker(i)
+
+    def start_redis(self) -> None:
+        """redis-server inside the broker namespace (127.0.0.1:6379 there)."""
+        assert self.lac is not None
+        rdir = self.dir / "redis"
+        rdir.mkdir(exist_ok=True)
+        self.redis = self.lac.popen(
+            ["redis-server", "--port", "6379", "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(rdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        ns = self.lac
+
+        def answers() -> bool:
+            r = ns.run(["redis-cli", "-p", "6379", "ping"], check=False)
+            return "PONG" in r.stdout
+
+        if not poll(answers, 10):
+            raise RuntimeError("redis-server did not start in the lab namespace")
 
     def _write_policies(self) -> None:
         pol = self.dir / "policies"
@@ -206,13 +228,17 @@ radius:
   nas_identifier: lab-lac-{i + 1}
   bind: {LAC_ADDR}
   interim_interval: {self.interim}
+  dynauth:
+    listen: {LAC_ADDR}
+    port: {3799 + i}
+    clients: [{{address: {LAC_ADDR}, secret: "env:LAB_RADIUS_SECRET"}}]
   servers:
     - {{name: lab, address: {LAC_ADDR}, port: 1812, secret: "env:LAB_RADIUS_SECRET",
         timeout: [1, 1, 2]}}
   accounting_servers:
     - {{name: lab, address: {LAC_ADDR}, port: 1813, secret: "env:LAB_RADIUS_SECRET"}}
 lns_secrets: {{lab-tunnel: "env:LAB_TUNNEL_SECRET"}}
-state: {self.state}
+state: {"redis://127.0.0.1:6379/0" if self.state == "redis" else "memory"}
 policies: {self.dir / "policies"}
 state_dir: {node_dir / "state"}
 control: {control}
@@ -319,6 +345,21 @@ log: {{format: text, level: info}}
         report["_output"] = text.decode(errors="replace")
         return report
 
+    def disconnect(self, user: str, node: int = 0) -> str:
+        """Send an RFC 5176 Disconnect-Request with radclient; return its output."""
+        assert self.lac is not None
+        attrs = f"User-Name={user},NAS-IP-Address={LAC_ADDR}"
+        r = self.lac.run(
+            [
+                "sh",
+                "-c",
+                f"echo '{attrs}' | radclient -x -r 1 -t 3 "
+                f"{LAC_ADDR}:{3799 + node} disconnect {RADIUS_SECRET}",
+            ],
+            check=False,
+        )
+        return r.stdout + r.stderr
+
     def accounting(self) -> list[dict[str, str]]:
         return self.radius.records() if self.radius is not None else []
 
@@ -333,6 +374,8 @@ log: {{format: text, level: info}}
         if self.radius is not None:
             with contextlib.suppress(Exception):
                 self.radius.stop()
+        if self.redis is not None:
+            stop_process(self.redis)
         for ns in (*self.lns_ns.values(), self.lac, self.sub):
             if ns is not None:
                 with contextlib.suppress(Exception):
