@@ -17,7 +17,8 @@ from typing import IO
 
 import pytest
 
-from ops.lab.acct_driver import AcctRadius, session_id
+from ops.lab.acct_driver import session_id
+from ops.lab.freeradius import FreeRadius, LabClient, free_udp_port
 from tests.support import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +77,10 @@ def test_sigkill_and_server_outage_lose_nothing(tmp_path: Path, sync: str) -> No
     port = random.randint(20000, 60000)
     secret = "acct-" + os.urandom(4).hex()
     spool = tmp_path / "state" / "acct-spool.db"
-    radius = AcctRadius(tmp_path / "radius", port, secret, binary=binary)
+    radius = FreeRadius(
+        tmp_path / "radius", auth_port=free_udp_port(), acct_port=port,
+        clients=[LabClient("lo", "127.0.0.1", secret)], binary=binary,
+    )  # fmt: skip
     first = second = None
     try:
         t0 = time.monotonic()
