@@ -336,6 +336,10 @@ def handle_subscribers(args: argparse.Namespace) -> int:
     sys.stdout.write(report.to_text())
     for sub in run.pool.subscribers.values():
         run._collect(sub)
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"sim: cpu {usage.ru_utime + usage.ru_stime:.2f} s", file=sys.stderr)
     print(f"sim: pool counters {json.dumps(run.pool.counters, sort_keys=True)}", file=sys.stderr)
     print(
         f"sim: engine counters {json.dumps(run.engine_counters, sort_keys=True)}", file=sys.stderr
