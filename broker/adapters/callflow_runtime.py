@@ -264,7 +264,7 @@ class CallFlowRuntime:
         elif isinstance(cmd, SendL2tp):
             self._send_l2tp(cmd.payload, cmd.peer)
         elif isinstance(cmd, QueryLoad):
-            d = self.store.load_view(cmd.lns_ids, cmd.realm)
+            d = self.store.load_view(cmd.lns_ids, cmd.realm, cmd.tunnel_keys)
             self._answer(
                 d,
                 lambda v: self.flow.view_ready(cmd.call_id, v, self.now()),

@@ -63,6 +63,7 @@ class QueryLoad:
     call_id: int
     lns_ids: tuple[str, ...]
     realm: str
+    tunnel_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ from broker.l2tp.events import (
     TunnelClosed,
     TunnelEstablished,
 )
+from broker.policy.failover import remaining_after_failure
 from broker.policy.model import PolicySet, RealmPolicy
 from broker.policy.selection import Candidate, LoadView, candidates_from_radius, select
 from broker.ppp.events import CredentialsReceived, LcpOpened, LinkTerminated
@@ -463,6 +464,7 @@ class CallFlow:
             if not ev.by_peer or wiring.cdn_action(ev) == "next":
                 self._count("failover_cdn")
                 self._leave_tunnel(call)
+                self._candidate_failed(call)
                 self._fire(call, CallInput.SETUP_FAILED, now)
                 return
             call.failure_message = f"LNS refused the call: {ev.message or ev.result}"
@@ -500,10 +502,19 @@ class CallFlow:
             if call.state is CallState.TUNNELING:
                 self._leave_tunnel(call)
                 self._count("failover_tunnel")
+                self._candidate_failed(call)
                 self._fire(call, CallInput.SETUP_FAILED, now)
             else:
                 self._end(call, TerminateCause.LOST_SERVICE, f"tunnel-{ev.reason}", now)
         rec.calls.clear()
+
+    def _candidate_failed(self, call: Call) -> None:
+        """Drop what the policy's failover mode rules out after this candidate failed."""
+        if call.candidate is None or call.policy is None:
+            return
+        rest = call.candidates[call.next_candidate :]
+        call.candidates = remaining_after_failure(rest, call.candidate, call.policy)
+        call.next_candidate = 0
 
     def _hold_for(self, rec: TunnelRec) -> float:
         for cid in rec.calls:
@@ -531,7 +542,7 @@ class CallFlow:
         call.username = cred.username
         policy, parsed = self.policies.match(cred.username)
         call.policy = policy
-        call.realm = parsed.realm or policy.name
+        call.realm = policy.name  # counts and caps are per policy (a suffix rule's sub-realms too)
         if policy.tunnel_source == "static":
             call.accept = None
             self._fire(call, CallInput.RADIUS_ACCEPT, now)
@@ -561,7 +572,8 @@ class CallFlow:
 
     def _query_view(self, call: Call) -> None:
         lns_ids = tuple(sorted({c.lns_id for c in call.candidates}))
-        self._out.append(QueryLoad(call.call_id, lns_ids, call.realm))
+        keys = tuple(sorted({c.tunnel_key for c in call.candidates}))
+        self._out.append(QueryLoad(call.call_id, lns_ids, call.realm, keys))
 
     def _a_radius_unreachable(self, call: Call, now: float, **kw: Any) -> None:
         self._count("radius_unreachable")

@@ -23,7 +23,7 @@ from broker.config.model import (
     Secret,
     parse_secret,
 )
-from broker.policy.loader import PolicyError, _compose, _File
+from broker.policy.loader import PolicyError, YamlFile, compose_yaml
 
 ConfigError = PolicyError  # same located error: file:line: key.path: message; fix
 
@@ -83,7 +83,7 @@ NAS_PORT_TYPES = {"virtual": 5, "ethernet": 15, "xdsl": 16, "cable": 17}  #: RFC
 
 def load_config(path: Path | str) -> BrokerConfig:
     path = Path(path)
-    f, root = _compose(path)
+    f, root = compose_yaml(path)
     if root is None:
         f.fail(None, "", "the file is empty; expected at least 'interfaces:' and 'radius:'")
     m = f.mapping(root, "", TOP_KEYS, "the broker configuration")
@@ -178,7 +178,7 @@ def _path(base: Path, text: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def _secret(f: _File, node: yaml.Node, path: str) -> Secret:
+def _secret(f: YamlFile, node: yaml.Node, path: str) -> Secret:
     text = f.string(node, path, "a secret (inline, env:NAME or file:/path)")
     if text.startswith("file:") and not text[5:].startswith("/"):
         f.fail(
@@ -190,7 +190,7 @@ def _secret(f: _File, node: yaml.Node, path: str) -> Secret:
     return parse_secret(text, f"{f.name}:{node.start_mark.line + 1}: {path}")
 
 
-def _address(f: _File, node: yaml.Node, path: str) -> str:
+def _address(f: YamlFile, node: yaml.Node, path: str) -> str:
     text = f.string(node, path, "an IP address")
     try:
         return str(ipaddress.ip_address(text))
@@ -203,13 +203,13 @@ def _address(f: _File, node: yaml.Node, path: str) -> str:
         )
 
 
-def _seconds_list(f: _File, node: yaml.Node, path: str) -> tuple[float, ...]:
+def _seconds_list(f: YamlFile, node: yaml.Node, path: str) -> tuple[float, ...]:
     if not isinstance(node, yaml.SequenceNode) or not node.value:
         f.fail(node, path, "expected a non-empty list of seconds; fix: write e.g. [1, 2, 4, 8, 8]")
     return tuple(f.number(v, f"{path}[{i}]", 0.01) for i, v in enumerate(node.value))
 
 
-def _pppoe(f: _File, node: yaml.Node) -> PppoeSettings:
+def _pppoe(f: YamlFile, node: yaml.Node) -> PppoeSettings:
     m = f.mapping(node, "pppoe", PPPOE_KEYS, "PPPoE settings")
     kw: dict[str, Any] = {}
     if "ac_name" in m:
@@ -225,14 +225,18 @@ def _pppoe(f: _File, node: yaml.Node) -> PppoeSettings:
     if "cookie_secret" in m:
         secret = _secret(f, m["cookie_secret"][1], "pppoe.cookie_secret")
         if secret.kind == "value" and len(secret.ref.encode()) < 16:
-            f.fail(m["cookie_secret"][1], "pppoe.cookie_secret", "expected at least 16 octets "
-                   "(it keys the AC-Cookie HMAC); fix: use a long random string, e.g. from "
-                   "`openssl rand -hex 32`")
+            f.fail(
+                m["cookie_secret"][1],
+                "pppoe.cookie_secret",
+                "expected at least 16 octets "
+                "(it keys the AC-Cookie HMAC); fix: use a long random string, e.g. from "
+                "`openssl rand -hex 32`",
+            )
         kw["cookie_secret"] = secret
     return PppoeSettings(**kw)
 
 
-def _ppp(f: _File, node: yaml.Node) -> PppSettings:
+def _ppp(f: YamlFile, node: yaml.Node) -> PppSettings:
     m = f.mapping(node, "ppp", PPP_KEYS, "PPP settings")
     kw: dict[str, Any] = {}
     if "auth" in m:
@@ -254,7 +258,7 @@ def _ppp(f: _File, node: yaml.Node) -> PppSettings:
     return PppSettings(**kw)
 
 
-def _l2tp(f: _File, node: yaml.Node) -> L2tpSettings:
+def _l2tp(f: YamlFile, node: yaml.Node) -> L2tpSettings:
     m = f.mapping(node, "l2tp", L2TP_KEYS, "L2TP settings")
     kw: dict[str, Any] = {}
     if "listen" in m:
@@ -275,7 +279,7 @@ def _l2tp(f: _File, node: yaml.Node) -> L2tpSettings:
 
 
 def _servers(
-    f: _File, node: yaml.Node, path: str, default_port: int
+    f: YamlFile, node: yaml.Node, path: str, default_port: int
 ) -> tuple[RadiusServerSettings, ...]:
     if not isinstance(node, yaml.SequenceNode):
         f.fail(node, path, "expected a list of servers; fix: write '- name: r1' entries")
@@ -300,7 +304,7 @@ def _servers(
     return tuple(out)
 
 
-def _radius(f: _File, node: yaml.Node) -> RadiusSettings:
+def _radius(f: YamlFile, node: yaml.Node) -> RadiusSettings:
     m = f.mapping(node, "radius", RADIUS_KEYS, "RADIUS settings")
     kw: dict[str, Any] = {}
     if "nas_ip" in m:

@@ -86,7 +86,7 @@ _SECRET_REF = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+|[A-Za-z0-9_.-]+
 
 
 @dataclass(slots=True)
-class _File:
+class YamlFile:
     name: str
 
     def fail(self, node: yaml.Node | None, path: str, message: str) -> NoReturn:
@@ -203,8 +203,8 @@ def _describe(node: yaml.Node | None) -> str:
     return "an empty document"
 
 
-def _compose(path: Path) -> tuple[_File, yaml.Node | None]:
-    f = _File(str(path))
+def compose_yaml(path: Path) -> tuple[YamlFile, yaml.Node | None]:
+    f = YamlFile(str(path))
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -227,7 +227,7 @@ def _compose(path: Path) -> tuple[_File, yaml.Node | None]:
     return f, node
 
 
-def _lns_entry(f: _File, node: yaml.Node, path: str) -> LnsEntry:
+def _lns_entry(f: YamlFile, node: yaml.Node, path: str) -> LnsEntry:
     m = f.mapping(node, path, LNS_KEYS, "an LNS entry")
     for required in ("name", "address"):
         if required not in m:
@@ -273,7 +273,7 @@ def _lns_entry(f: _File, node: yaml.Node, path: str) -> LnsEntry:
 
 
 def _policy_fields(
-    f: _File, m: dict[str, tuple[yaml.Node, yaml.Node]], base: RealmPolicy
+    f: YamlFile, m: dict[str, tuple[yaml.Node, yaml.Node]], base: RealmPolicy
 ) -> RealmPolicy:
     kw: dict[str, Any] = {}
     converters: dict[str, Callable[[yaml.Node, str], object]] = {
@@ -331,7 +331,7 @@ def _load_defaults(path: Path) -> tuple[RealmPolicy, UsernameConfig]:
     base = RealmPolicy(name="default", match=MatchRule("default"), source_file=str(path))
     if not path.exists():
         return replace(base, source_file="<built-in>"), UsernameConfig()
-    f, root = _compose(path)
+    f, root = compose_yaml(path)
     if root is None:
         return base, UsernameConfig()
     top = f.mapping(root, "", DEFAULTS_KEYS, "the defaults file")
@@ -354,7 +354,7 @@ def _load_defaults(path: Path) -> tuple[RealmPolicy, UsernameConfig]:
     return policy, username
 
 
-class _PrefixedFile(_File):
+class _PrefixedFile(YamlFile):
     """Reports key paths under a prefix (``policy.strategy`` in defaults.yaml)."""
 
     __slots__ = ("prefix",)
@@ -367,7 +367,7 @@ class _PrefixedFile(_File):
         super().fail(node, f"{self.prefix}.{path}" if path else self.prefix, message)
 
 
-def _check_policy(f: _File, node: yaml.Node, policy: RealmPolicy) -> None:
+def _check_policy(f: YamlFile, node: yaml.Node, policy: RealmPolicy) -> None:
     if policy.tunnel_source == "static" and not policy.static_pool:
         f.fail(
             node,
@@ -385,7 +385,7 @@ def _check_policy(f: _File, node: yaml.Node, policy: RealmPolicy) -> None:
 
 
 def _load_realm(path: Path, defaults: RealmPolicy) -> RealmPolicy:
-    f, root = _compose(path)
+    f, root = compose_yaml(path)
     if root is None:
         f.fail(
             None, "", "empty file; expected a realm policy with 'realm:'; fix: add 'realm: NAME'"
@@ -459,7 +459,7 @@ def load_policies(directory: Path) -> PolicySet:
     matches: dict[tuple[str, str], str] = {}
     for path in files:
         policy = _load_realm(path, defaults)
-        f = _File(str(path))
+        f = YamlFile(str(path))
         line = _line_of_key(path, "realm")
         if policy.name in names:
             raise PolicyError(

@@ -249,7 +249,7 @@ class World:
             if ep is not None:
                 ep.receive_datagram(cmd.payload, ("192.0.2.1", 1701), self.now)
         elif isinstance(cmd, QueryLoad):
-            view = self.store.load_view(cmd.lns_ids, cmd.realm)
+            view = self.store.load_view(cmd.lns_ids, cmd.realm, cmd.tunnel_keys)
             self.flow.view_ready(cmd.call_id, view, self.now)
         elif isinstance(cmd, Reserve):
             res = self.store.reserve(
