@@ -5,15 +5,19 @@
 
 20 subscribers come up through the broker, get their addresses from the LNS emulator with
 IPCP through the splice, ping the LNS's PPP address, and hang up; the broker's
-``show sessions`` is checked while they are held, and again (empty) afterwards.
+``show sessions`` is checked while they are held, and again (empty) afterwards. A second test
+is the load regression guard: 500 subscribers (CHAP/PAP mix) at 250 setups/s must all come up
+and be cleared again on both sides; it checks success and correctness, not time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +79,13 @@ log: {{format: text, level: info}}
     return path
 
 
-@pytest.mark.integration
-def test_twenty_subscribers_through_the_broker_to_the_lns_emulator(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def sim_lab(tmp_path: Path, lns_args: list[str]) -> Iterator[Any]:
+    """Namespaces, FreeRADIUS, ``sim lns`` and the broker; yields a namespace of helpers."""
     require_root()
     require_binary("freeradius")
+    from types import SimpleNamespace
+
     from broker.control.client import ControlClient, ControlError
     from ops.lab.freeradius import FreeRadius, LabClient
     from ops.lab.netns import Netns, poll, stop_process, venv_python, veth
@@ -126,10 +133,10 @@ def test_twenty_subscribers_through_the_broker_to_the_lns_emulator(tmp_path: Pat
         lns_status = tmp_path / "lns.json"
         start(lns, "lns", [
             "sim", "lns", "--listen", LNS, "--port", "1701", "--pool", "203.0.113.0/24",
-            "--status-file", str(lns_status),
+            "--status-file", str(lns_status), *lns_args,
         ])  # fmt: skip
         broker = start(lac, "broker", ["run", "-c", str(_config(tmp_path, lac_if))])
-        control = ControlClient(f"unix:{tmp_path / 'control.sock'}", timeout=5)
+        control = ControlClient(f"unix:{tmp_path / 'control.sock'}", timeout=10)
 
         def ready() -> bool:
             if broker.poll() is not None:
@@ -142,45 +149,23 @@ def test_twenty_subscribers_through_the_broker_to_the_lns_emulator(tmp_path: Pat
         assert poll(ready, 30), dump()
         assert poll(lns_status.exists, 15), dump()
 
-        ready_file = tmp_path / "ready.json"
-        report_file = tmp_path / "report.json"
-        sim = start(sub, "subscribers", [
-            "sim", "subscribers", "--interface", sub_if, "--count", str(COUNT), "--rate", "50",
-            "--outstanding", "10", "--user-template", "user{i}@isp-a.example",
-            "--auth", "mixed", "--ping", LNS_PPP, "--ping-count", "2", "--ping-interval", "0.3",
-            "--hold", "-1", "--ready-file", str(ready_file), "--json-out", str(report_file),
-            "--timeout", "50",
-        ])  # fmt: skip
-        assert poll(lambda: ready_file.exists() or sim.poll() is not None, 40), dump()
-        assert ready_file.exists(), dump()
-        early = json.loads(ready_file.read_text())
-        assert early["up"] == COUNT, dump()
-
         def sessions() -> list[dict[str, Any]]:
             result = control.get("/sessions")
             return list(result if isinstance(result, list) else result.get("sessions", []))
 
-        listed = poll(lambda: len(sessions()) == COUNT and sessions(), 10)
-        assert listed, f"{sessions()}\n{dump()}"
-        text = json.dumps(listed)
-        assert "isp-a.example" in text and LNS in text
+        def lns_state() -> dict[str, Any]:
+            data: dict[str, Any] = json.loads(lns_status.read_text())
+            return data
 
-        status = json.loads(lns_status.read_text())
-        assert poll(lambda: json.loads(lns_status.read_text())["ipcp_up"] == COUNT, 5), status
+        def subscribers(args: list[str]) -> subprocess.Popen[Any]:
+            return start(sub, "subscribers", [
+                "sim", "subscribers", "--interface", sub_if,
+                "--user-template", "user{i}@isp-a.example", *args,
+            ])  # fmt: skip
 
-        sim.send_signal(signal.SIGTERM)
-        sim.wait(30)
-        assert sim.returncode == 0, dump()
-        report = json.loads(report_file.read_text())
-        assert report["up"] == COUNT and report["failed"] == 0
-        assert report["ping_ok"] == COUNT
-        assert report["pings_received"] == 2 * COUNT
-        assert report["success"] is True
-        assert report["latency_ms"]["p99"] is not None
-        assert report["realms"] == {"isp-a.example": COUNT}
-        # every call ended: the broker lists no sessions, the LNS none either
-        assert poll(lambda: sessions() == [], 15), f"{sessions()}\n{dump()}"
-        assert poll(lambda: json.loads(lns_status.read_text())["sessions"] == 0, 15), dump()
+        yield SimpleNamespace(
+            dump=dump, sessions=sessions, lns_state=lns_state, subscribers=subscribers, poll=poll
+        )
     finally:
         for proc in reversed(procs):
             stop_process(proc, timeout=10)
@@ -188,3 +173,56 @@ def test_twenty_subscribers_through_the_broker_to_the_lns_emulator(tmp_path: Pat
             radius.stop()
         for ns in reversed(made):
             ns.close()
+
+
+def _run_and_hold(lab: Any, tmp_path: Path, count: int, args: list[str]) -> dict[str, Any]:
+    """Start ``count`` subscribers held until SIGTERM; check both sides; hang up; report."""
+    ready_file = tmp_path / "ready.json"
+    report_file = tmp_path / "report.json"
+    sim = lab.subscribers([
+        "--count", str(count), "--hold", "-1", "--ready-file", str(ready_file),
+        "--json-out", str(report_file), "--timeout", "50", *args,
+    ])  # fmt: skip
+    assert lab.poll(lambda: ready_file.exists() or sim.poll() is not None, 45), lab.dump()
+    assert ready_file.exists(), lab.dump()
+    early = json.loads(ready_file.read_text())
+    assert early["up"] == count and early["failed"] == 0, lab.dump()
+
+    listed = lab.poll(lambda: len(lab.sessions()) == count and lab.sessions(), 10)
+    assert listed, f"{len(lab.sessions())} sessions listed\n{lab.dump()}"
+    text = json.dumps(listed)
+    assert "isp-a.example" in text and LNS in text
+    assert lab.poll(lambda: lab.lns_state()["ipcp_up"] == count, 5), lab.lns_state()
+
+    sim.send_signal(signal.SIGTERM)
+    sim.wait(30)
+    assert sim.returncode == 0, lab.dump()
+    report: dict[str, Any] = json.loads(report_file.read_text())
+    assert report["up"] == count and report["failed"] == 0 and report["success"] is True
+    assert report["realms"] == {"isp-a.example": count}
+    assert report["latency_ms"]["p99"] is not None
+    # every call ended: the broker lists no sessions, the LNS none either
+    assert lab.poll(lambda: lab.sessions() == [], 15), f"{lab.sessions()[:3]}\n{lab.dump()}"
+    assert lab.poll(lambda: lab.lns_state()["sessions"] == 0, 15), lab.dump()
+    return report
+
+
+@pytest.mark.integration
+def test_twenty_subscribers_through_the_broker_to_the_lns_emulator(tmp_path: Path) -> None:
+    with sim_lab(tmp_path, []) as lab:
+        report = _run_and_hold(lab, tmp_path, COUNT, [
+            "--rate", "50", "--outstanding", "10", "--auth", "mixed", "--ping", LNS_PPP,
+            "--ping-count", "2", "--ping-interval", "0.3",
+        ])  # fmt: skip
+        assert report["ping_ok"] == COUNT
+        assert report["pings_received"] == 2 * COUNT
+
+
+@pytest.mark.integration
+def test_load_regression_guard_500_subscribers(tmp_path: Path) -> None:
+    """Success and correctness under a small load (not timing: CI machines vary)."""
+    with sim_lab(tmp_path, ["--receive-window", "64", "--reuse-addresses"]) as lab:
+        report = _run_and_hold(lab, tmp_path, 500, [
+            "--rate", "250", "--outstanding", "200", "--auth", "mixed", "--setup-timeout", "40",
+        ])  # fmt: skip
+        assert report["downs"] == {}
