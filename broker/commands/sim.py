@@ -102,7 +102,9 @@ def register(sub: Any) -> None:
     lns.add_argument("--reject-result", type=int, help="refuse every call with this CDN result")
     lns.add_argument("--reject-every", type=int, default=1, help="refuse one call in N")
     lns.add_argument("--drop-sccrq", action="store_true", help="never answer an SCCRQ")
-    lns.add_argument("--session-delay", type=float, default=0.0, help="delay before ICRP")
+    lns.add_argument(
+        "--reply-delay", type=float, default=0.0, help="hold every control message S seconds"
+    )
     lns.add_argument("--max-sessions", type=int, default=0, help="refuse beyond this (0: no cap)")
     lns.add_argument("--no-proxy-lcp", action="store_true", help="ignore proxy LCP, renegotiate")
     lns.add_argument("--die-after", type=float, help="stop answering anything after S seconds")
@@ -376,6 +378,7 @@ def handle_lns(args: argparse.Namespace) -> int:
         reject_every=args.reject_every,
         max_sessions=args.max_sessions,
         drop_sccrq=args.drop_sccrq,
+        reply_delay=args.reply_delay,
         accept_proxy_lcp=not args.no_proxy_lcp,
         reuse_addresses=args.reuse_addresses,
     )

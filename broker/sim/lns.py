@@ -11,7 +11,8 @@ prefix): one :class:`LnsPppSession` per established call that
 - answers ICMP echo requests (RFC 792) addressed to its own PPP address.
 
 Failure injection: refuse calls with a CDN result code (2, 4, 5, ...), cap sessions, drop
-SCCRQs, :meth:`LnsEmulator.die` (silence from then on).
+SCCRQs, delay every control message (a slow LNS), :meth:`LnsEmulator.die` (silence from then
+on).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class LnsConfig:
     #: Refuse calls beyond this many sessions with result 4 (0: no cap).
     max_sessions: int = 0
     drop_sccrq: bool = False
+    #: Hold every control message we send this long (a slow LNS; data is not delayed).
+    reply_delay: float = 0.0
     accept_proxy_lcp: bool = True
     #: Hand out pool addresses round robin even when in use (load tests beyond the pool
     #: size: the emulator routes replies by session, not by address).
@@ -250,6 +253,7 @@ class LnsEmulator:
         self.calls: dict[tuple[int, int], _Call] = {}
         self._tunnel_peers: dict[int, tuple[Peer, int]] = {}
         self._data_out: list[tuple[bytes, Peer]] = []
+        self._held: deque[tuple[float, bytes, Peer]] = deque()
         self._events: deque[LnsEvent] = deque()
         #: PPP timers of every call: a heap with lazy deletion (O(log n) per change).
         self._heap: list[tuple[float, int, tuple[int, int]]] = []
@@ -327,7 +331,16 @@ class LnsEmulator:
             return []
         out = self._data_out
         self._data_out = []
-        out.extend(self.endpoint.datagrams_to_send(now))
+        control = self.endpoint.datagrams_to_send(now)
+        delay = self.config.reply_delay
+        if delay <= 0:
+            out.extend(control)
+            return out
+        held = self._held
+        held.extend((now + delay, d, p) for d, p in control)
+        while held and held[0][0] <= now:
+            _, data, peer = held.popleft()
+            out.append((data, peer))
         return out
 
     def next_event(self) -> LnsEvent | None:
@@ -342,6 +355,8 @@ class LnsEmulator:
             heapq.heappop(heap)  # stale entry
         if heap and (best is None or heap[0][0] < best):
             best = heap[0][0]
+        if self._held and (best is None or self._held[0][0] < best):
+            best = self._held[0][0]
         return best
 
     def handle_timer(self, now: float) -> None:

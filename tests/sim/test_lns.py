@@ -263,3 +263,16 @@ def test_reuse_addresses_beyond_the_pool() -> None:
     assert len(ups) == 3
     assert len(rig.lns.calls) == 3
     assert {c.address for c in rig.lns.calls.values()} == {bytes([203, 0, 113, 2])}
+
+
+def test_reply_delay_holds_control_messages() -> None:
+    cfg = LnsConfig(tunnel=TunnelConfig(host_name="lns", secret=SECRET), reply_delay=0.5)
+    rig = Rig(cfg)
+    rig.lac.open_tunnel(LNS, TunnelConfig(host_name="lac", secret=SECRET), 0.0)
+    rig.pump()
+    assert not any(isinstance(e, TunnelEstablished) for e in rig.lac_events)
+    assert rig.lns.get_timer() == 0.5
+    rig.advance(0.4)
+    assert not any(isinstance(e, TunnelEstablished) for e in rig.lac_events)
+    rig.advance(2.0)
+    assert any(isinstance(e, TunnelEstablished) for e in rig.lac_events)
