@@ -299,7 +299,7 @@ AC_RUNNER = textwrap.dedent(
 CLIENT_SCRIPT = textwrap.dedent(
     """
     # An independent PPPoE client built from scapy's layers.
-    import json, sys, time
+    import json, select, sys, time
     from scapy.all import Ether, PPPoED, PPPoED_Tags, PPPoETag, PPPoE, PPP, conf, Raw
 
     iface, mode = sys.argv[1], sys.argv[2]
@@ -315,6 +315,8 @@ CLIENT_SCRIPT = textwrap.dedent(
                 return p
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if not select.select([sock], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                continue
             p = sock.recv()
             if p is None or PPPoED not in p or p[Ether].src == mac:
                 continue
@@ -345,6 +347,8 @@ CLIENT_SCRIPT = textwrap.dedent(
     sock.send(Ether(src=mac, dst=ac, type=0x8864) / PPPoE(sessionid=sid) / Raw(lcp))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
+        if not select.select([sock], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            continue
         p = sock.recv()
         if p is not None and PPPoED in p:
             early.append(p)
