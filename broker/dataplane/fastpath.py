@@ -26,8 +26,12 @@ counted and the frame dropped (PPP and L2TP recover); nothing raises into the re
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import json
 import mmap
+import socket
 import struct
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -54,6 +58,8 @@ _COUNTER_NAMES = ("input_octets", "input_packets", "output_octets", "output_pack
 SOL_PACKET = 263
 PACKET_RX_RING = 5
 PACKET_VERSION = 10
+PACKET_RESERVE = 12
+PACKET_VNET_HDR = 15
 TPACKET_V2 = 1
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
@@ -62,6 +68,15 @@ TP_STATUS_COPY = 2
 _TP2_HDR = struct.Struct("=IIIH")
 _TPACKET_REQ = struct.Struct("=IIII")
 _ZERO32 = b"\0\0\0\0"
+#: Headroom asked in every ring slot (PACKET_RESERVE) so a direct-egress header fits in front.
+RING_RESERVE = 64
+#: struct tpacket2_hdr (32) + struct sockaddr_ll (20): never written over.
+_SLOT_META = 52
+#: virtio_net_hdr (10) + Ethernet (14) + IPv4 (20) + UDP (8) in front of the L2TP header.
+_DIRECT_HDR = 52
+_VNET_HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start/offset
+_U16 = struct.Struct("!H")
+_U16X2 = struct.Struct("!HH")
 
 
 class PacketRing:
@@ -72,7 +87,13 @@ class PacketRing:
     frame: the socket only serves ``epoll`` readiness.
     """
 
-    def __init__(self, sock: Any, frame_size: int = 2048, frame_nr: int = 2048) -> None:
+    def __init__(
+        self,
+        sock: Any,
+        frame_size: int = 2048,
+        frame_nr: int = 2048,
+        reserve: int = RING_RESERVE,
+    ) -> None:
         page = mmap.PAGESIZE
         block_size = max(page, frame_size)
         if block_size % frame_size or frame_size % 16:
@@ -84,6 +105,8 @@ class PacketRing:
         self.frame_nr = block_nr * per_block
         self.index = 0
         sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+        if reserve:
+            sock.setsockopt(SOL_PACKET, PACKET_RESERVE, reserve)
         sock.setsockopt(
             SOL_PACKET,
             PACKET_RX_RING,
@@ -124,6 +147,124 @@ class PacketSocket(Protocol):
     def send(self, data: Any, /) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Egress:
+    """A layer-2 path to one LNS: where and how to write its L2TP datagrams directly."""
+
+    interface: str
+    src_mac: bytes
+    dst_mac: bytes  # the next hop (the LNS or the gateway towards it)
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    mtu: int = 1500
+
+
+class DirectPath:
+    """Writes L2TP datagrams to one LNS as whole Ethernet frames on an AF_PACKET socket.
+
+    Skips the kernel's UDP/IP output path (routing, netfilter, neighbour lookup): opt-in via
+    :meth:`FastSplice.set_egress`. The IPv4 header checksum is computed here (only the total
+    length varies); the UDP checksum (RFC 2661 section 8.1: on by default) is left to the
+    device or the kernel through a virtio_net_hdr with NEEDS_CSUM (PACKET_VNET_HDR), with the
+    pseudo-header sum in the checksum field. DF is set and the IP ID is 0 (RFC 6864 section
+    4.1: atomic datagrams); datagrams longer than ``mtu`` go the socket way.
+    """
+
+    __slots__ = ("egress", "ip_sum", "mtu", "ph_sum", "sock", "template")
+
+    def __init__(self, egress: Egress, sock: Any) -> None:
+        self.egress = egress
+        self.sock = sock
+        self.mtu = egress.mtu
+        src = ipaddress.IPv4Address(egress.src[0]).packed
+        dst = ipaddress.IPv4Address(egress.dst[0]).packed
+        words = sum(_U16X2.unpack(src)) + sum(_U16X2.unpack(dst))
+        self.ip_sum = 0x4500 + 0x4000 + (64 << 8 | 17) + words
+        self.ph_sum = words + 17
+        self.template = (
+            _VNET_HDR.pack(1, 0, 42, 0, 34, 6)  # VIRTIO_NET_HDR_F_NEEDS_CSUM at 14 + 20, +6
+            + egress.dst_mac
+            + egress.src_mac
+            + b"\x08\x00"
+            + struct.pack("!BBHHHBBH4s4s", 0x45, 0, 0, 0, 0x4000, 64, 17, 0, src, dst)
+            + struct.pack("!HHHH", egress.src[1], egress.dst[1], 0, 0)
+        )
+
+    def send(self, m: Any, view: memoryview, start: int, end: int) -> None:
+        """Send the L2TP datagram at ``m[start:end]``; ``m[start - 52:start]`` is scratch."""
+        hs = start - _DIRECT_HDR
+        udp_len = end - start + 8
+        m[hs:start] = self.template
+        x = self.ip_sum + udp_len + 20
+        x = (x & 0xFFFF) + (x >> 16)
+        x = (x & 0xFFFF) + (x >> 16)
+        y = self.ph_sum + udp_len
+        y = (y & 0xFFFF) + (y >> 16)
+        y = (y & 0xFFFF) + (y >> 16)
+        _U16.pack_into(m, hs + 26, udp_len + 20)
+        _U16.pack_into(m, hs + 34, ~x & 0xFFFF)
+        _U16X2.pack_into(m, hs + 48, udp_len, y)
+        self.sock.send(view[hs:end])
+
+
+def open_egress_socket(interface: str) -> socket.socket:
+    """A send-only AF_PACKET socket on ``interface`` with PACKET_VNET_HDR (root)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        sock.bind((interface, 0))
+        sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def linux_egress(peer: tuple[str, int], local: tuple[str, int]) -> Egress | None:
+    """Ask the kernel (``ip route get``, the neighbour table) how it reaches ``peer``.
+
+    None when the route has no resolved neighbour yet, or is not Ethernet-like. Blocking
+    (two ``ip`` runs): call it once per LNS, after the tunnel is up.
+    """
+    try:
+        route = json.loads(
+            subprocess.run(
+                ["ip", "-j", "route", "get", peer[0], "from", local[0]],
+                check=True, capture_output=True, text=True, timeout=2,
+            ).stdout
+        )[0]  # fmt: skip
+        dev = str(route["dev"])
+        hop = str(route.get("gateway", peer[0]))
+        neigh = json.loads(
+            subprocess.run(
+                ["ip", "-j", "neigh", "show", "to", hop, "dev", dev],
+                check=True, capture_output=True, text=True, timeout=2,
+            ).stdout
+        )  # fmt: skip
+        link = json.loads(
+            subprocess.run(
+                ["ip", "-j", "link", "show", "dev", dev],
+                check=True, capture_output=True, text=True, timeout=2,
+            ).stdout
+        )[0]  # fmt: skip
+    except (OSError, subprocess.SubprocessError, ValueError, LookupError):
+        return None
+    states = {"REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP"}
+    for n in neigh:
+        if n.get("lladdr") and states & set(n.get("state", [])):
+            if link.get("link_type") != "ether":
+                return None
+            return Egress(
+                interface=dev,
+                src_mac=bytes.fromhex(str(link["address"]).replace(":", "")),
+                dst_mac=bytes.fromhex(str(n["lladdr"]).replace(":", "")),
+                src=(str(route.get("prefsrc", local[0])), local[1]),
+                dst=peer,
+                mtu=int(link.get("mtu", 1500)),
+            )
+    return None
+
+
 @dataclass(slots=True)
 class FastEntry:
     call_id: int
@@ -144,6 +285,8 @@ class FastEntry:
     #: input_octets, input_packets, output_octets, output_packets
     c: list[int]
     ns: int = 0
+    #: the LNS's direct layer-2 path, when one was set (:meth:`FastSplice.set_egress`)
+    direct: DirectPath | None = None
 
 
 class FastSplice:
@@ -173,6 +316,7 @@ class FastSplice:
         self._mv = memoryview(self._buf)
         self._hooks: list[tuple[Any, Any]] = []
         self._rings: list[PacketRing] = []
+        self._direct: dict[tuple[str, int], DirectPath] = {}
         self.counters: dict[str, int] = {
             "unknown_downstream": 0,
             "malformed_downstream": 0,
@@ -183,6 +327,7 @@ class FastSplice:
             "read_errors": 0,
             "callback_errors": 0,
             "truncated_frames": 0,
+            "direct_tx_errors": 0,
         }
 
     # -- table (UserspaceSplice API) -----------------------------------------------------------
@@ -218,6 +363,7 @@ class FastSplice:
             up_header=_L2TP_PLAIN.pack(0x0002, peer_tunnel_id, peer_session_id) + _ADDR_CTRL,
             eth_prefix=self._eth_prefix(interface, mac, pppoe_session_id),
             c=[0, 0, 0, 0],
+            direct=self._direct.get((str(peer[0]), int(peer[1]))),
         )
         self._up.setdefault(interface, {})[self._up_key(mac, pppoe_session_id)] = entry
         self._down[self._down_key(tunnel_id, session_id)] = entry
@@ -263,6 +409,29 @@ class FastSplice:
         for entry in self._by_call.values():
             if entry.interface == interface:
                 entry.eth_prefix = self._eth_prefix(interface, entry.mac, entry.pppoe_session_id)
+
+    def set_egress(self, egress: Egress | None, sock: Any = None, *, peer: Any = None) -> None:
+        """Write datagrams to ``egress.dst`` directly on ``sock`` (see :class:`DirectPath`).
+
+        ``sock`` defaults to :func:`open_egress_socket` on ``egress.interface``. None as
+        ``egress`` (with ``peer``) goes back to the UDP socket for that LNS. Only the ring
+        reader uses the direct path.
+        """
+        if egress is None:
+            if peer is not None:
+                key = (str(peer[0]), int(peer[1]))
+                self._direct.pop(key, None)
+                for entry in self._by_call.values():
+                    if entry.peer == key:
+                        entry.direct = None
+            return
+        path = DirectPath(
+            egress, sock if sock is not None else open_egress_socket(egress.interface)
+        )
+        self._direct[egress.dst] = path
+        for entry in self._by_call.values():
+            if entry.peer == egress.dst:
+                entry.direct = path
 
     def bind_l2tp(self, sock: DatagramSocket | None) -> None:
         """Send L2TP data messages with ``sock.sendto`` instead of the injected writer."""
@@ -489,7 +658,18 @@ class FastSplice:
                     else:
                         m[base + 12 : base + 20] = entry.up_header
                         data = view[base + 12 : end]
-                    if l2tp is None:
+                    direct = entry.direct
+                    start = end - len(data)
+                    if (
+                        direct is not None
+                        and start - _DIRECT_HDR >= off + _SLOT_META
+                        and end - start + 28 <= direct.mtu
+                    ):
+                        try:
+                            direct.send(m, view, start, end)
+                        except OSError:
+                            counters["direct_tx_errors"] += 1
+                    elif l2tp is None:
                         self._send_l2tp(bytes(data), entry.peer)
                     else:
                         try:

@@ -17,7 +17,10 @@ Forwarders compared in the same run:
   ``L2tpUdpAdapter`` on Twisted's epoll reactor (the runtime's original path);
 - ``fast``: the same adapters with ``FastSplice.install`` (broker/dataplane/fastpath.py):
   TPACKET_V2 receive ring on the PPPoE session socket, in-place header rewrite;
-- ``fast-recv``: ``FastSplice.install(ring=False)``: ``recv_into`` instead of the ring.
+- ``fast-recv``: ``FastSplice.install(ring=False)``: ``recv_into`` instead of the ring;
+- ``fast-direct``: ``fast`` plus ``FastSplice.set_egress(linux_egress(...))``: upstream L2TP
+  datagrams written as whole Ethernet frames (IPv4/UDP header built in place, UDP checksum
+  offloaded with a virtio_net_hdr), skipping the kernel's UDP output path.
 
 Prints one table; ops/bench/RESULTS.md records a run.
 """
@@ -166,7 +169,7 @@ def fwd_twisted(a: argparse.Namespace, cpe_mac: bytes, peer: tuple[str, int]) ->
 
     from broker.adapters.l2tp_udp import L2tpUdpAdapter
     from broker.adapters.rawether import RawEthernetPort
-    from broker.dataplane.fastpath import FastSplice
+    from broker.dataplane.fastpath import FastSplice, linux_egress
     from broker.dataplane.userspace import UserspaceSplice
     from broker.wire import MacAddress
 
@@ -233,7 +236,14 @@ def fwd_twisted(a: argparse.Namespace, cpe_mac: bytes, peer: tuple[str, int]) ->
         l2tp.start()
         raw.startService()
         if a.impl.startswith("fast"):
-            splice.install(raw, l2tp, ring=a.impl == "fast")
+            splice.install(raw, l2tp, ring=a.impl != "fast-recv")
+        if a.impl == "fast-direct":
+            egress = linux_egress(peer, (BRK_IP, L2TP_PORT))
+            if egress is None:
+                print("no layer-2 path to the LNS", flush=True)
+                reactor.stop()
+                return
+            splice.set_egress(egress)
         print("ready", flush=True)
 
     reactor.callWhenRunning(start)
@@ -266,7 +276,9 @@ def mac_of(ns: str, ifname: str) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--role", default="main", choices=["main", "fwd", "gen-pppoe", "gen-l2tp"])
-    p.add_argument("--impl", default="fast", choices=["loop", "twisted", "fast", "fast-recv"])
+    p.add_argument(
+        "--impl", default="fast", choices=["loop", "twisted", "fast", "fast-recv", "fast-direct"]
+    )
     p.add_argument("--direction", default="both", choices=["up", "down", "both"])
     p.add_argument("--ifname", default="")
     p.add_argument("--cpe-mac", default="")
@@ -274,7 +286,7 @@ def main() -> int:
     p.add_argument("--size", type=int, default=100)
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--sizes", default="100,1400")
-    p.add_argument("--impls", default="loop,twisted,fast-recv,fast")
+    p.add_argument("--impls", default="loop,twisted,fast-recv,fast,fast-direct")
     p.add_argument("--directions", default="up,down,both")
     a = p.parse_args()
     if a.role == "gen-pppoe":

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import mmap
+import socket
 import struct
 from collections import deque
 from typing import Any
@@ -13,6 +14,8 @@ from broker.dataplane.fastpath import (
     TP_STATUS_COPY,
     TP_STATUS_KERNEL,
     TP_STATUS_USER,
+    DirectPath,
+    Egress,
     FastSplice,
     PacketRing,
 )
@@ -297,7 +300,7 @@ def fake_ring(frames: list[tuple[bytes, int]], frame_size: int = 2048, nr: int =
     ring.view = memoryview(ring.map)
     for i, (frame, status) in enumerate(frames):
         off = i * frame_size
-        mac = 80
+        mac = 130  # where the kernel puts it with TPACKET_V2 and RING_RESERVE
         _TP2_HDR.pack_into(ring.map, off, status, len(frame), len(frame), mac)
         ring.map[off + mac : off + mac + len(frame)] = frame
     return ring
@@ -327,8 +330,8 @@ def test_read_ring_walks_slots_and_hands_them_back() -> None:
     for slot, payload in ((3, b"\x00\x21c"), (0, b"\x00\x21d")):
         off = slot * ring.frame_size
         frame = session_frame(payload)
-        _TP2_HDR.pack_into(ring.map, off, TP_STATUS_USER, len(frame), len(frame), 80)
-        ring.map[off + 80 : off + 80 + len(frame)] = frame
+        _TP2_HDR.pack_into(ring.map, off, TP_STATUS_USER, len(frame), len(frame), 130)
+        ring.map[off + 130 : off + 130 + len(frame)] = frame
     assert sp.read_ring("eth1", ring) == 2
     assert ring.index == 1
     assert [d[8:] for d, _ in udp.sent[1:]] == [b"\x00\x21c", b"\x00\x21d"]
@@ -428,3 +431,83 @@ def test_install_falls_back_to_recv_when_the_ring_is_refused() -> None:
     raw.ses.doRead()
     assert raw.frames == [session_frame(b"\x00\x21x", sid=0x7777)]
     sp.uninstall()
+
+
+# -- direct egress (DirectPath) ---------------------------------------------------------------
+def ones_sum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.binary(min_size=6, max_size=1400),
+    st.tuples(st.integers(1, 223), st.integers(0, 255), st.integers(0, 255), st.integers(1, 254)),
+    st.integers(1, 65535),
+)
+def test_direct_path_headers_and_offloaded_udp_checksum(
+    datagram: bytes, dst_ip: tuple[int, ...], dst_port: int
+) -> None:
+    dst = ".".join(map(str, dst_ip))
+    egress = Egress("eth2", b"\x02\x00\x00\x00\x00\x02", b"\x02\x00\x00\x00\x00\x03",
+                    ("198.51.100.1", 1701), (dst, dst_port))  # fmt: skip
+    sock = FakePacketSocket()
+    path = DirectPath(egress, sock)
+    m = bytearray(64) + bytearray(datagram)
+    path.send(m, memoryview(m), 64, len(m))
+    (out,) = sock.sent
+    flags, gso, hdr_len, gso_size, csum_start, csum_offset = struct.unpack_from("<BBHHHH", out)
+    assert (flags, gso, hdr_len, gso_size, csum_start, csum_offset) == (1, 0, 42, 0, 34, 6)
+    frame = out[10:]
+    assert frame[:14] == egress.dst_mac + egress.src_mac + b"\x08\x00"
+    ip, udp = frame[14:34], frame[34:]
+    assert ones_sum(ip) == 0xFFFF  # header checksum valid
+    ver, tos, total, ident, frag, ttl, proto, _, src_b, dst_b = struct.unpack("!BBHHHBBH4s4s", ip)
+    assert (ver, tos, total, ident, frag, ttl, proto) == (
+        0x45, 0, 28 + len(datagram), 0, 0x4000, 64, 17,
+    )  # fmt: skip
+    assert (socket.inet_ntoa(src_b), socket.inet_ntoa(dst_b)) == ("198.51.100.1", dst)
+    sport, dport, ulen, field = struct.unpack_from("!HHHH", udp)
+    assert (sport, dport, ulen, udp[8:]) == (1701, dst_port, 8 + len(datagram), datagram)
+    # What the device (or skb_checksum_help) does with NEEDS_CSUM: sum from csum_start with the
+    # pseudo-header sum in the field, fold, complement. It must equal the RFC 768 checksum.
+    pseudo = src_b + dst_b + struct.pack("!BBH", 0, 17, ulen)
+    expected = 0xFFFF - ones_sum(pseudo + udp[:6] + b"\x00\x00" + udp[8:])
+    assert 0xFFFF - ones_sum(udp) == expected
+    assert field == ones_sum(pseudo)
+
+
+def test_direct_path_used_by_the_ring_reader_within_mtu_only() -> None:
+    sp, _, udp = bound()
+    sock = FakePacketSocket()
+    egress = Egress("eth2", b"\x02" * 6, b"\x04" * 6, ("198.51.100.1", 1701), LNS, mtu=100)
+    sp.set_egress(egress, sock)
+    attach(sp, call_id=8, sid=0x2222)  # attached after set_egress: picks the path up too
+    small, big = b"\x00\x21" + b"s" * 10, b"\x00\x21" + b"b" * 80
+    ring = fake_ring(
+        [
+            (session_frame(small), TP_STATUS_USER),
+            (session_frame(big), TP_STATUS_USER),
+            (session_frame(small, sid=0x2222), TP_STATUS_USER),
+        ],
+        nr=4,
+    )
+    assert sp.read_ring("eth1", ring) == 3
+    assert [s[10 + 42 :] for s in sock.sent] == [
+        bytes.fromhex("0002aaaabbbb") + b"\xff\x03" + small,
+        bytes.fromhex("0002aaaabbbb") + b"\xff\x03" + small,
+    ]
+    assert udp.sent == [(bytes.fromhex("0002aaaabbbb") + b"\xff\x03" + big, LNS)]  # > MTU
+    sp.set_egress(None, peer=LNS)
+    frame = session_frame(small)  # slot 0 comes round again (the old one was rewritten)
+    _TP2_HDR.pack_into(ring.map, 0, TP_STATUS_USER, len(frame), len(frame), 130)
+    ring.map[130 : 130 + len(frame)] = frame
+    sock.fail_send = True
+    sp.set_egress(egress, sock)
+    ring.index = 0
+    assert sp.read_ring("eth1", ring) == 1
+    assert sp.counters["direct_tx_errors"] == 1
