@@ -238,7 +238,9 @@ class SubscriberRun:
         if self.args.progress > 0 and now >= self._next_progress:
             self._next_progress = now + self.args.progress
             self._print_progress(now)
-        if self.ready_at is None and self.gen.settled and self.plan.churn_mean <= 0:
+        churning = self.plan.churn_mean > 0
+        settled = self.gen.first_round_settled if churning else self.gen.settled
+        if self.ready_at is None and settled:
             self._ready(now)
         if self.hold_until is not None and now >= self.hold_until and not self.hanging_up:
             self.hang_up()

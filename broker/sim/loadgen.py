@@ -84,6 +84,8 @@ class LoadReport:
     up: int
     failed: int
     currently_up: int
+    #: Successful setups including redials (``up`` counts distinct subscribers).
+    setups: int
     failures: dict[str, int]
     downs: dict[str, int]
     churned: dict[str, int]
@@ -112,7 +114,8 @@ class LoadReport:
         lines = [
             f"subscribers: {self.up}/{self.requested} came up, {self.failed} failed, "
             f"{self.currently_up} up now ({'OK' if self.success else 'NOT OK'})",
-            f"setup rate: {self.setup_rate:.1f}/s over {self.duration:.2f} s",
+            f"setup rate: {self.setup_rate:.1f}/s ({self.setups} setups) over "
+            f"{self.duration:.2f} s",
             "latency ms: "
             + " ".join(f"{k}={ms(lat.get(k))}" for k in ("min", "p50", "p90", "p99", "max")),
         ]
@@ -245,7 +248,8 @@ class LoadGenerator:
         self._churn_at.pop(i, None)
         if i in self._ping_pending:
             self._ping_pending.discard(i)
-            self.ping_failed += 1
+            if not churn:  # a churned session may hang up before its pings finished
+                self.ping_failed += 1
         if not churn:
             self.downs[reason] += 1
         elif self.plan.redial:
@@ -263,6 +267,15 @@ class LoadGenerator:
             self.ping_failed += 1
 
     @property
+    def first_round_settled(self) -> bool:
+        """Every subscriber was started and came up or failed at least once (churn runs)."""
+        return (
+            self._next >= self.plan.count
+            and len(self.ever_up | self.failed) >= self.plan.count
+            and not (self._ping_pending - set(self.up))
+        )
+
+    @property
     def settled(self) -> bool:
         """Every subscriber started and its setup (and pings) finished."""
         return not self._pending() and not self.in_setup and not self._ping_pending
@@ -274,10 +287,11 @@ class LoadGenerator:
         span = max(end - start, 1e-9)
         lat = [x * 1000.0 for x in self.latencies]
         up = len(self.ever_up)
+        setups = len(self.latencies)
         success = (
             up == self.plan.count
             and not self.failures
-            and (not self.ping or self.ping_ok == len(self.ever_up))
+            and (not self.ping or (self.ping_failed == 0 and self.ping_ok >= up))
         )
         return LoadReport(
             requested=self.plan.count,
@@ -289,7 +303,8 @@ class LoadGenerator:
             downs=dict(self.downs),
             churned=dict(self.churned),
             duration=max(now - start, 0.0),
-            setup_rate=(up / span) if up > 1 else float(up),
+            setups=setups,
+            setup_rate=(setups / span) if setups > 1 else float(setups),
             latency_ms={
                 "min": min(lat) if lat else None,
                 "p50": percentile(lat, 50),

@@ -162,3 +162,18 @@ def test_every_subscriber_started_exactly_once(
     assert sorted(started) == list(range(count))
     r = gen.report(now)
     assert r.up + r.failed == count
+
+
+def test_churn_run_settles_after_the_first_round_and_churned_pings_do_not_fail() -> None:
+    plan = LoadPlan(count=2, rate=1000.0, churn_mean=1.0, redial=True)
+    gen = LoadGenerator(plan, rng=random.Random(1), ping=True)
+    gen.due_starts(0.0)
+    gen.due_starts(0.01)
+    gen.subscriber_up(0, 0.1, 0.1)
+    gen.subscriber_up(1, 0.1, 0.1)
+    gen.subscriber_pinged(0, 1, 1)
+    assert not gen.first_round_settled  # 1 still pinging
+    gen.subscriber_down(1, 0.2, "local-padt", churn=True)  # churned mid-ping
+    assert gen.first_round_settled
+    r = gen.report(1.0)
+    assert r.ping_failed == 0 and r.success and r.setups == 2
