@@ -160,6 +160,7 @@ class LoadGenerator:
         self.realms: Counter[str] = Counter()
         self._churn_at: dict[int, float] = {}
         self._ping_pending: set[int] = set()
+        self._ping_settled: set[int] = set()  # indexes whose pings finished at least once
         self.pings_sent = 0
         self.pings_received = 0
         self.ping_ok = 0
@@ -248,6 +249,7 @@ class LoadGenerator:
         self._churn_at.pop(i, None)
         if i in self._ping_pending:
             self._ping_pending.discard(i)
+            self._ping_settled.add(i)
             if not churn:  # a churned session may hang up before its pings finished
                 self.ping_failed += 1
         if not churn:
@@ -259,6 +261,7 @@ class LoadGenerator:
         if i not in self._ping_pending:
             return
         self._ping_pending.discard(i)
+        self._ping_settled.add(i)
         self.pings_sent += sent
         self.pings_received += received
         if received > 0:
@@ -272,7 +275,7 @@ class LoadGenerator:
         return (
             self._next >= self.plan.count
             and len(self.ever_up | self.failed) >= self.plan.count
-            and not (self._ping_pending - set(self.up))
+            and (not self.ping or self.ever_up <= self._ping_settled)
         )
 
     @property
@@ -291,7 +294,7 @@ class LoadGenerator:
         success = (
             up == self.plan.count
             and not self.failures
-            and (not self.ping or (self.ping_failed == 0 and self.ping_ok >= up))
+            and (not self.ping or (self.ping_failed == 0 and self.ever_up <= self._ping_settled))
         )
         return LoadReport(
             requested=self.plan.count,
