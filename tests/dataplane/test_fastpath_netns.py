@@ -1,0 +1,116 @@
+"""FastSplice on the broker's real adapters between three network namespaces (root).
+
+cpe (AF_PACKET) -- veth -- broker (RawEthernetPort + L2tpUdpAdapter + FastSplice.install)
+-- veth -- lns (UDP 198.51.100.2:1701). Frames must pass both ways with the right content
+and counters; not a timed test (every wait is a poll with a deadline).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ops.lab.netns import Netns, stop_process, venv_python, veth
+from tests.support import require_root
+
+NODE = str(Path(__file__).with_name("splice_node.py"))
+sys.path.insert(0, str(Path(__file__).parent))
+from splice_node import (  # noqa: E402
+    BRK_IP,
+    LNS_IP,
+    SESSIONS,
+    UNSPLICED_SID,
+    down_messages,
+    up_payload,
+)
+
+N_UP = 6
+
+
+def mac_of(ns: Netns, ifname: str) -> str:
+    out = ns.run(["ip", "-j", "link", "show", "dev", ifname]).stdout
+    return str(json.loads(out)[0]["address"])
+
+
+def start(ns: Netns, *args: str, stdin: Any = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    proc = ns.popen([venv_python(), NODE, *args], stdin=stdin, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()  # the node prints "ready" or dies (EOF)
+    assert line == "ready", f"{args[0]} did not start: {line!r}"
+    return proc
+
+
+def result(proc: subprocess.Popen[str], stdin: str | None = None) -> dict[str, Any]:
+    out, _ = proc.communicate(stdin, timeout=30)
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("direct", [False, True], ids=["udp-socket", "direct-egress"])
+def test_frames_pass_both_ways_with_counters(direct: bool) -> None:
+    require_root()
+    with Netns("fpc") as cpe, Netns("fpb") as brk, Netns("fpl") as lns:
+        cpe_if, brk_cpe_if = veth(cpe, brk, prefix="fc")
+        brk_lns_if, lns_if = veth(brk, lns, f"{BRK_IP}/24", f"{LNS_IP}/24", prefix="fl")
+        # the resolved neighbour that direct egress (linux_egress) looks up
+        brk.run(["ip", "neigh", "replace", LNS_IP, "lladdr", mac_of(lns, lns_if),
+                 "dev", brk_lns_if, "nud", "permanent"])  # fmt: skip
+        cpe_mac, brk_mac = mac_of(cpe, cpe_if), mac_of(brk, brk_cpe_if)
+        fwd = start(brk, "fwd", brk_cpe_if, cpe_mac, *(["direct"] if direct else []),
+                    stdin=subprocess.PIPE)  # fmt: skip
+        procs = [fwd]
+        try:
+            down = down_messages()
+            n_down = len(down) - 1  # the last one names an unknown session
+            peer = start(lns, "lns", str(N_UP))
+            procs.append(peer)
+            sub = start(cpe, "cpe", cpe_if, brk_mac, str(N_UP), str(n_down))
+            procs.append(sub)
+            seen_up, seen_down = result(peer)["up"], result(sub)["down"]
+            report = result(fwd, "")  # EOF on stdin: the broker node stops and reports
+        finally:
+            for proc in procs:
+                stop_process(proc)
+
+    # upstream: L2TP header + FF 03 added; Ns counts on the sequenced session
+    expected_up = []
+    ns_next = 0
+    for i in range(N_UP):
+        _, _, _, ptid, psid, seq = SESSIONS[i % len(SESSIONS)]
+        if seq:
+            head = struct.pack("!HHHHH", 0x0802, ptid, psid, ns_next, 0)
+            ns_next += 1
+        else:
+            head = struct.pack("!HHH", 0x0002, ptid, psid)
+        expected_up.append((head + b"\xff\x03" + up_payload(i)).hex())
+    assert seen_up == expected_up
+    # downstream: PPPoE session frames to the subscriber, FF 03 stripped, header bits parsed
+    expected_down = []
+    for n, (psid, *_rest) in enumerate(SESSIONS):
+        ppp = b"\xc0\x21" + f"down-{n}".encode()
+        frame = (
+            bytes.fromhex(cpe_mac.replace(":", ""))
+            + bytes.fromhex(brk_mac.replace(":", ""))
+            + b"\x88\x64\x11\x00"
+            + struct.pack("!HH", psid, len(ppp))
+            + ppp
+        )
+        expected_down += [frame.hex()] * 3
+    assert sorted(seen_down) == sorted(expected_down)
+    # counters: per call, and the unknown / control / unspliced traffic went where it belongs
+    for i in range(len(SESSIONS)):
+        ups = [up_payload(k) for k in range(N_UP) if k % len(SESSIONS) == i]
+        c = report["calls"][str(i)]
+        assert c["input_packets"] == len(ups)
+        assert c["input_octets"] == sum(map(len, ups))
+        assert c["output_packets"] == 3
+        assert c["output_octets"] == 3 * len(f"\xc0\x21down-{i}")
+    assert report["splice"]["unknown_downstream"] == 1
+    assert report["control"] == ["c802000c0000000000000000"]
+    assert report["unspliced"] == [f"{UNSPLICED_SID:04x}:" + b"\xc0\x21unspliced".hex()]
