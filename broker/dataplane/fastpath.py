@@ -317,6 +317,9 @@ class FastSplice:
         self._hooks: list[tuple[Any, Any]] = []
         self._rings: list[PacketRing] = []
         self._direct: dict[tuple[str, int], DirectPath] = {}
+        #: interface -> {our MAC + frame[6:18] key -> entry}: what the ring reader looks up
+        self._ring_keys: dict[str, dict[bytes, FastEntry]] = {}
+        self._own_socks: list[Any] = []
         self.counters: dict[str, int] = {
             "unknown_downstream": 0,
             "malformed_downstream": 0,
@@ -365,7 +368,11 @@ class FastSplice:
             c=[0, 0, 0, 0],
             direct=self._direct.get((str(peer[0]), int(peer[1]))),
         )
-        self._up.setdefault(interface, {})[self._up_key(mac, pppoe_session_id)] = entry
+        key = self._up_key(mac, pppoe_session_id)
+        self._up.setdefault(interface, {})[key] = entry
+        local = self._local_mac.get(interface)
+        if local is not None:
+            self._ring_keys.setdefault(interface, {})[local + key] = entry
         self._down[self._down_key(tunnel_id, session_id)] = entry
         self._by_call[call_id] = entry
 
@@ -374,8 +381,12 @@ class FastSplice:
         if entry is None:
             return {}
         table = self._up.get(entry.interface)
+        key = self._up_key(entry.mac, entry.pppoe_session_id)
         if table is not None:
-            table.pop(self._up_key(entry.mac, entry.pppoe_session_id), None)
+            table.pop(key, None)
+        local = self._local_mac.get(entry.interface)
+        if local is not None:
+            self._ring_keys.get(entry.interface, {}).pop(local + key, None)
         self._down.pop(self._down_key(entry.tunnel_id, entry.session_id), None)
         return dict(zip(_COUNTER_NAMES, entry.c, strict=True))
 
@@ -405,10 +416,11 @@ class FastSplice:
     def bind_ethernet(self, interface: str, sock: PacketSocket, local_mac: bytes) -> None:
         """Send (and, via :meth:`read_ethernet`, receive) session frames on ``sock``."""
         self._eth_socks[interface] = sock
-        self._local_mac[interface] = bytes(local_mac)
-        for entry in self._by_call.values():
-            if entry.interface == interface:
-                entry.eth_prefix = self._eth_prefix(interface, entry.mac, entry.pppoe_session_id)
+        local = self._local_mac[interface] = bytes(local_mac)
+        keys = self._ring_keys[interface] = {}
+        for key, entry in self._up.get(interface, {}).items():
+            entry.eth_prefix = self._eth_prefix(interface, entry.mac, entry.pppoe_session_id)
+            keys[local + key] = entry
 
     def set_egress(self, egress: Egress | None, sock: Any = None, *, peer: Any = None) -> None:
         """Write datagrams to ``egress.dst`` directly on ``sock`` (see :class:`DirectPath`).
@@ -614,8 +626,8 @@ class FastSplice:
         fs = ring.frame_size
         nr = ring.frame_nr
         idx = ring.index
-        local = self._local_mac.get(interface)
-        table = self._up.setdefault(interface, {})
+        # keyed by the first 18 octets (dst = our MAC, src, 0x8864, VER/TYPE, CODE, SESSION_ID)
+        table = self._ring_keys.get(interface, {})
         l2tp = self._l2tp_sock
         counters = self.counters
         unpack_hdr = _TP2_HDR.unpack_from
@@ -628,17 +640,15 @@ class FastSplice:
             status, _, n, mac = unpack_hdr(m, off)
             base = off + mac
             read += 1
-            if status & TP_STATUS_COPY:  # longer than a slot: the whole frame is on the queue
-                counters["truncated_frames"] += 1
-                with contextlib.suppress(OSError):
-                    self._fallback_bytes(fallback, ring.sock.recv(65535))
-                entry = None
-            else:
-                entry = table.get(m[base + 6 : base + 18]) if n >= 20 else None
-                if entry is None or local is None or m[base : base + 6] != local:
+            entry = table.get(m[base : base + 18])
+            if entry is None or n < 20 or status & TP_STATUS_COPY:
+                if status & TP_STATUS_COPY:  # longer than a slot: the whole frame is queued
+                    counters["truncated_frames"] += 1
+                    with contextlib.suppress(OSError):
+                        self._fallback_bytes(fallback, ring.sock.recv(65535))
+                else:
                     self._fallback_bytes(fallback, m[base : base + n])
-                    entry = None
-            if entry is not None:
+            else:
                 length = (m[base + 18] << 8) | m[base + 19]
                 end = base + 20 + length
                 if end > base + n:
@@ -648,18 +658,17 @@ class FastSplice:
                     c[0] += length
                     c[1] += 1
                     if entry.sequencing:
+                        start = base + 8
                         _L2TP_SEQ.pack_into(
-                            m, base + 8, 0x0802, entry.peer_tunnel_id, entry.peer_session_id,
+                            m, start, 0x0802, entry.peer_tunnel_id, entry.peer_session_id,
                             entry.ns, 0,
                         )  # fmt: skip
                         m[base + 18 : base + 20] = _ADDR_CTRL
                         entry.ns = (entry.ns + 1) & 0xFFFF
-                        data = view[base + 8 : end]
                     else:
-                        m[base + 12 : base + 20] = entry.up_header
-                        data = view[base + 12 : end]
+                        start = base + 12
+                        m[start : base + 20] = entry.up_header
                     direct = entry.direct
-                    start = end - len(data)
                     if (
                         direct is not None
                         and start - _DIRECT_HDR >= off + _SLOT_META
@@ -670,13 +679,14 @@ class FastSplice:
                         except OSError:
                             counters["direct_tx_errors"] += 1
                     elif l2tp is None:
-                        self._send_l2tp(bytes(data), entry.peer)
+                        self._send_l2tp(m[start:end], entry.peer)
                     else:
+                        data = view[start:end]
                         try:
                             l2tp.sendto(data, entry.peer)
                         except OSError:
                             counters["l2tp_tx_errors"] += 1
-                    data.release()
+                        data.release()
             m[off : off + 4] = _ZERO32
             idx += 1
             if idx == nr:
