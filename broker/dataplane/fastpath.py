@@ -437,9 +437,10 @@ class FastSplice:
                     if entry.peer == key:
                         entry.direct = None
             return
-        path = DirectPath(
-            egress, sock if sock is not None else open_egress_socket(egress.interface)
-        )
+        if sock is None:
+            sock = open_egress_socket(egress.interface)
+            self._own_socks.append(sock)
+        path = DirectPath(egress, sock)
         self._direct[egress.dst] = path
         for entry in self._by_call.values():
             if entry.peer == egress.dst:
@@ -857,7 +858,8 @@ class FastSplice:
         target.doRead = do_read
 
     def uninstall(self) -> None:
-        """Give the adapters their own ``doRead`` back; sends use the injected writers."""
+        """Give the adapters their own ``doRead`` back, release rings and direct paths; sends
+        use the injected writers again."""
         for target, previous in reversed(self._hooks):
             if previous is None:
                 target.__dict__.pop("doRead", None)
@@ -867,5 +869,12 @@ class FastSplice:
         for pring in self._rings:
             pring.close()
         self._rings.clear()
+        for entry in self._by_call.values():
+            entry.direct = None
+        self._direct.clear()
+        for sock in self._own_socks:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._own_socks.clear()
         self._l2tp_sock = None
         self._eth_socks.clear()
