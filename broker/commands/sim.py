@@ -106,6 +106,8 @@ def register(sub: Any) -> None:
         "--reply-delay", type=float, default=0.0, help="hold every control message S seconds"
     )
     lns.add_argument("--max-sessions", type=int, default=0, help="refuse beyond this (0: no cap)")
+    lns.add_argument("--echo-interval", type=float, default=0.0, help="LCP echo to the CPE")
+    lns.add_argument("--echo-failures", type=int, default=3)
     lns.add_argument("--no-proxy-lcp", action="store_true", help="ignore proxy LCP, renegotiate")
     lns.add_argument("--die-after", type=float, help="stop answering anything after S seconds")
     lns.add_argument("--status-file", type=Path, help="write JSON status here every second")
@@ -383,6 +385,8 @@ def handle_lns(args: argparse.Namespace) -> int:
         reply_delay=args.reply_delay,
         accept_proxy_lcp=not args.no_proxy_lcp,
         reuse_addresses=args.reuse_addresses,
+        echo_interval=args.echo_interval,
+        echo_failures=args.echo_failures,
     )
     engine = LnsEmulator(config)
     service = LnsEmulatorService(engine, reactor, args.listen, args.port)

@@ -8,7 +8,8 @@ prefix): one :class:`LnsPppSession` per established call that
   answers LCP Echo-Request and Terminate-Request itself; otherwise (or when told to ignore
   proxy LCP) renegotiates LCP (RFC 1661) without authentication;
 - assigns the subscriber an address from a pool with IPCP (RFC 1332 §3.3 Nak of 0.0.0.0);
-- answers ICMP echo requests (RFC 792) addressed to its own PPP address.
+- answers ICMP echo requests (RFC 792) addressed to its own PPP address;
+- optionally sends LCP Echo-Requests (RFC 1661 §5.8) and clears calls whose CPE went silent.
 
 Failure injection: refuse calls with a CDN result code (2, 4, 5, ...), cap sessions, drop
 SCCRQs, delay every control message (a slow LNS), :meth:`LnsEmulator.die` (silence from then
@@ -82,6 +83,10 @@ class LnsConfig:
     reuse_addresses: bool = False
     restart: RestartConfig = field(default_factory=RestartConfig)
     mru: int = 1460
+    #: LCP Echo-Request to the CPE every this many seconds (0: never); the call is cleared
+    #: after ``echo_failures`` unanswered ones (a CPE powered off without PADT).
+    echo_interval: float = 0.0
+    echo_failures: int = 3
 
 
 class LnsPppSession:
@@ -95,9 +100,17 @@ class LnsPppSession:
         proxy_lcp: bool,
         restart: RestartConfig,
         mru: int = 1460,
+        echo_interval: float = 0.0,
+        echo_failures: int = 3,
         rand_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.own = own
+        #: LCP keepalive (RFC 1661 5.8) towards the CPE, so a silent CPE is cleared.
+        self.echo_interval = echo_interval
+        self.echo_failures = echo_failures
+        self.echo_outstanding = 0
+        self._echo_at: float | None = None
+        self._echo_id = 0
         self.assign = assign
         self.proxy_lcp = proxy_lcp
         self.counters: dict[str, int] = {}
@@ -113,6 +126,8 @@ class LnsPppSession:
         self.pings_answered = 0
 
     def start(self, now: float) -> None:
+        if self.echo_interval > 0:
+            self._echo_at = now + self.echo_interval
         if self.lcp is None:
             self._start_ipcp(now)
         else:
@@ -131,6 +146,8 @@ class LnsPppSession:
         try:
             protocol, info = split_frame(ppp)
             if protocol == PppProtocol.LCP:
+                if info[:1] == bytes((LcpCode.ECHO_REPLY,)):
+                    self.echo_outstanding = 0
                 self._lcp(info, now)
             elif protocol == PppProtocol.IPCP:
                 self.ipcp.receive(info, now)
@@ -201,10 +218,30 @@ class LnsPppSession:
         return out
 
     def get_timer(self) -> float | None:
-        timers = [t for t in (self.ipcp.get_timer(), self.lcp and self.lcp.get_timer()) if t]
+        if self.terminated:
+            return None
+        timers = [
+            t
+            for t in (self.ipcp.get_timer(), self.lcp and self.lcp.get_timer(), self._echo_at)
+            if t
+        ]
         return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:
+        if self.terminated:
+            return
+        if self._echo_at is not None and now >= self._echo_at:
+            if self.echo_outstanding >= self.echo_failures:
+                self._echo_at = None
+                self._count("echo-timeout")
+                self.terminated = True
+                return
+            self.echo_outstanding += 1
+            self._echo_id = (self._echo_id + 1) & 0xFF
+            self._out.append(
+                encode_control(PppProtocol.LCP, LcpCode.ECHO_REQUEST, self._echo_id, bytes(4))
+            )
+            self._echo_at = now + self.echo_interval
         self.ipcp.handle_timer(now)
         if self.lcp is not None:
             self.lcp.handle_timer(now)
@@ -431,6 +468,8 @@ class LnsEmulator:
             proxy_lcp=proxy,
             restart=self.config.restart,
             mru=self.config.mru,
+            echo_interval=self.config.echo_interval,
+            echo_failures=self.config.echo_failures,
             rand_bytes=self.rand_bytes,
         )
         call = _Call(

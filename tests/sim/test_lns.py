@@ -276,3 +276,23 @@ def test_reply_delay_holds_control_messages() -> None:
     assert not any(isinstance(e, TunnelEstablished) for e in rig.lac_events)
     rig.advance(2.0)
     assert any(isinstance(e, TunnelEstablished) for e in rig.lac_events)
+
+
+def test_lcp_echo_keepalive_clears_a_silent_cpe() -> None:
+    cfg = LnsConfig(
+        tunnel=TunnelConfig(host_name="lns", secret=SECRET), echo_interval=2.0, echo_failures=2
+    )
+    rig = Rig(cfg)
+    sid = rig.call()
+    rig.ppp_in.clear()
+    rig.advance(2.5)
+    (req,) = [f for f in rig.ppp_in.pop(sid) if split_frame(f)[0] == PppProtocol.LCP]
+    pkt = decode_control(split_frame(req)[1])
+    assert pkt.code == LcpCode.ECHO_REQUEST
+    # an answer resets the count
+    rig.send_ppp(sid, encode_control(PppProtocol.LCP, LcpCode.ECHO_REPLY, pkt.identifier, bytes(4)))
+    rig.advance(20.0)  # then silence: 2 more requests unanswered, cleared at the third expiry
+    closed = [e for e in rig.lac_events if isinstance(e, SessionClosed)]
+    assert closed and closed[0].by_peer
+    assert rig.lns.counters["lcp-terminated"] == 1
+    assert rig.lns.status()["sessions"] == 0
