@@ -287,6 +287,8 @@ class FastEntry:
     ns: int = 0
     #: the LNS's direct layer-2 path, when one was set (:meth:`FastSplice.set_egress`)
     direct: DirectPath | None = None
+    #: the AF_PACKET socket of ``interface`` once bound (:meth:`FastSplice.bind_ethernet`)
+    eth_sock: Any = None
 
 
 class FastSplice:
@@ -308,11 +310,14 @@ class FastSplice:
         self._up: dict[str, dict[bytes, FastEntry]] = {}
         #: tunnel id + session id (4 octets, network order) -> entry
         self._down: dict[bytes, FastEntry] = {}
+        #: 00 02 + tunnel id + session id + FF 03: the common data message header, one lookup
+        self._down8: dict[bytes, FastEntry] = {}
         self._by_call: dict[int, FastEntry] = {}
         self._local_mac: dict[str, bytes] = {}
         self._eth_socks: dict[str, PacketSocket] = {}
         self._l2tp_sock: DatagramSocket | None = None
-        self._buf = bytearray(_BUF_SIZE)
+        # an anonymous mapping, not a bytearray: its slices are bytes (hashable keys, one copy)
+        self._buf = mmap.mmap(-1, _BUF_SIZE)
         self._mv = memoryview(self._buf)
         self._hooks: list[tuple[Any, Any]] = []
         self._rings: list[PacketRing] = []
@@ -367,6 +372,7 @@ class FastSplice:
             eth_prefix=self._eth_prefix(interface, mac, pppoe_session_id),
             c=[0, 0, 0, 0],
             direct=self._direct.get((str(peer[0]), int(peer[1]))),
+            eth_sock=self._eth_socks.get(interface),
         )
         key = self._up_key(mac, pppoe_session_id)
         self._up.setdefault(interface, {})[key] = entry
@@ -374,6 +380,7 @@ class FastSplice:
         if local is not None:
             self._ring_keys.setdefault(interface, {})[local + key] = entry
         self._down[self._down_key(tunnel_id, session_id)] = entry
+        self._down8[b"\x00\x02" + self._down_key(tunnel_id, session_id) + _ADDR_CTRL] = entry
         self._by_call[call_id] = entry
 
     def detach(self, call_id: int) -> dict[str, int]:
@@ -388,6 +395,9 @@ class FastSplice:
         if local is not None:
             self._ring_keys.get(entry.interface, {}).pop(local + key, None)
         self._down.pop(self._down_key(entry.tunnel_id, entry.session_id), None)
+        self._down8.pop(
+            b"\x00\x02" + self._down_key(entry.tunnel_id, entry.session_id) + _ADDR_CTRL, None
+        )
         return dict(zip(_COUNTER_NAMES, entry.c, strict=True))
 
     def counters_for(self, call_id: int) -> dict[str, int] | None:
@@ -420,6 +430,7 @@ class FastSplice:
         keys = self._ring_keys[interface] = {}
         for key, entry in self._up.get(interface, {}).items():
             entry.eth_prefix = self._eth_prefix(interface, entry.mac, entry.pppoe_session_id)
+            entry.eth_sock = sock
             keys[local + key] = entry
 
     def set_egress(self, egress: Egress | None, sock: Any = None, *, peer: Any = None) -> None:
@@ -567,8 +578,7 @@ class FastSplice:
         buf = self._buf
         mv = self._mv
         recv_into = sock.recv_into
-        local = self._local_mac.get(interface)
-        table = self._up.setdefault(interface, {})
+        table = self._ring_keys.get(interface, {})  # first 18 octets, our MAC first
         l2tp = self._l2tp_sock
         counters = self.counters
         read = 0
@@ -582,8 +592,8 @@ class FastSplice:
                 counters["read_errors"] += 1
                 break
             read += 1
-            entry = table.get(bytes(buf[6:18])) if n >= 20 else None
-            if entry is None or local is None or not buf.startswith(local):
+            entry = table.get(buf[0:18]) if n >= 20 else None
+            if entry is None:
                 self._fallback_frame(fallback, n)
                 continue
             length = (buf[18] << 8) | buf[19]
@@ -728,8 +738,7 @@ class FastSplice:
         mv = self._mv
         target = mv[_HEADROOM:]
         recvfrom_into = sock.recvfrom_into
-        down = self._down
-        socks = self._eth_socks
+        down8 = self._down8
         counters = self.counters
         read = 0
         limit = self.budget if budget is None else budget
@@ -742,40 +751,33 @@ class FastSplice:
                 counters["read_errors"] += 1
                 continue
             read += 1
-            if n < 6 or buf[_HEADROOM] & 0x80:
-                counters["control_forwarded"] += 1
-                if on_control is not None:
-                    try:
-                        on_control(bytes(buf[_HEADROOM : _HEADROOM + n]), addr)
-                    except Exception:
-                        counters["callback_errors"] += 1
-                continue
-            if buf[_HEADROOM] != 0 or buf[_HEADROOM + 1] != 2:
-                self._downstream_at(n)  # header bits (L, S, O, P): the general parser
-                continue
-            entry = down.get(bytes(buf[22:26]))
+            entry = down8.get(buf[20:28]) if n >= 8 else None
             if entry is None:
-                counters["unknown_downstream"] += 1
+                if n < 6 or buf[_HEADROOM] & 0x80:
+                    counters["control_forwarded"] += 1
+                    if on_control is not None:
+                        try:
+                            on_control(buf[_HEADROOM : _HEADROOM + n], addr)
+                        except Exception:
+                            counters["callback_errors"] += 1
+                else:  # header bits (L, S, O, P), no FF 03, unknown: the general parser
+                    self._downstream_at(n)
                 continue
-            pos = 26
             end = _HEADROOM + n
-            if end >= 28 and buf[26] == 0xFF and buf[27] == 0x03:
-                pos = 28
             prefix = entry.eth_prefix
-            eth = socks.get(entry.interface)
+            eth = entry.eth_sock
             if prefix is None or eth is None:
-                self._deliver(entry, pos, end)
+                self._deliver(entry, 28, end)
                 continue
-            length = end - pos
+            length = n - 8
             c = entry.c
             c[2] += length
             c[3] += 1
-            start = pos - 20
-            buf[start : pos - 2] = prefix
-            buf[pos - 2] = length >> 8
-            buf[pos - 1] = length & 0xFF
+            buf[8:26] = prefix
+            buf[26] = length >> 8
+            buf[27] = length & 0xFF
             try:
-                eth.send(mv[start:end])
+                eth.send(mv[8:end])
             except OSError:
                 counters["eth_tx_errors"] += 1
         return read
@@ -871,6 +873,7 @@ class FastSplice:
         self._rings.clear()
         for entry in self._by_call.values():
             entry.direct = None
+            entry.eth_sock = None
         self._direct.clear()
         for sock in self._own_socks:
             with contextlib.suppress(OSError):
