@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -351,3 +352,42 @@ def test_garbage_never_raises(frames: list[tuple[int, bytes]]) -> None:
 
 def test_addresses_are_documentation_range() -> None:
     assert ipaddress.IPv4Address(ASSIGN) in ipaddress.IPv4Network("198.51.100.0/24")
+
+
+def _in_phase(phase: str) -> tuple[Subscriber, FakeAc, float]:
+    ac = FakeAc(silent_ppp=phase == "ppp")
+    sub = make(ping_target="peer" if phase == "up-pinging" else None, ping_count=50)
+    if phase == "idle":
+        return sub, ac, 0.0
+    sub.start(0.0)
+    if phase == "discovery":
+        sub.frames_to_send()  # the PADI never reaches the AC
+        return sub, ac, 0.0
+    until = {"ppp": 1.0, "up": 10.0, "up-pinging": 2.0, "failed": 100.0}[phase]
+    if phase == "failed":
+        ac = FakeAc(password=b"wrong")
+    _, now = run(sub, ac, 0.0, until)
+    return sub, ac, now
+
+
+@pytest.mark.parametrize("phase", ["idle", "discovery", "ppp", "up", "up-pinging", "failed"])
+@pytest.mark.parametrize("command", ["padt", "power_off", "lcp_terminate"])
+def test_every_command_in_every_phase(phase: str, command: str) -> None:
+    sub, ac, now = _in_phase(phase)
+    was = sub.phase
+    getattr(sub, command)(now + 0.1)
+    events, _ = run(sub, ac, now + 0.1, now + 60.0)
+    if was in ("failed", "down"):
+        assert events == [] and sub.phase == was
+        return
+    if was == "idle":
+        # nothing started: the subscriber just ends, reporting it never came up
+        assert sub.finished
+        return
+    assert sub.finished, (was, sub.phase, events)
+    kinds = [type(e) for e in events if not isinstance(e, PingsCompleted)]
+    if was == "up":
+        assert kinds == [SubscriberDown]
+    else:
+        assert kinds == [SubscriberFailed]
+    assert sub.get_timer() is None
