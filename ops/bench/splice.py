@@ -1,6 +1,6 @@
-"""Userspace splice benchmark: forwarded packets per second on one core (root, ~1.5 min).
+"""Userspace splice benchmark: forwarded packets per second on one core (root, ~4 min).
 
-    sudo .venv/bin/python ops/bench/splice.py [--seconds 2] [--sizes 100,1400]
+    sudo .venv/bin/python ops/bench/splice.py [--seconds 1.5] [--repeat 3] [--sizes 100,1400]
 
 Three network namespaces: ``cpe`` (PPPoE generator/sink) -- veth -- ``brk`` (the forwarder,
 pinned to CPU 0 with taskset) -- veth -- ``lns`` (L2TP data generator/sink, 198.51.100.2).
@@ -22,7 +22,9 @@ Forwarders compared in the same run:
   datagrams written as whole Ethernet frames (IPv4/UDP header built in place, UDP checksum
   offloaded with a virtio_net_hdr), skipping the kernel's UDP output path.
 
-Prints one table; ops/bench/RESULTS.md records a run.
+Each case runs ``--repeat`` times (rounds interleaved); the table shows the round with the best
+pps per CPU-second, since other load on the machine only ever lowers it. ``--impls`` also
+takes ``fast-recv``. Prints one table; ops/bench/RESULTS.md records a run.
 """
 
 from __future__ import annotations
@@ -273,6 +275,53 @@ def mac_of(ns: str, ifname: str) -> str:
     return str(json.loads(out)[0]["address"])
 
 
+def measure(
+    a: argparse.Namespace, case: tuple[int, str, str], cpe: Any, brk: Any, lns: Any,
+    cpe_if: str, lns_if: str, brk_cpe_if: str, cpe_mac: str, brk_mac: str, fwd_cpu: str,
+    gen_cpu: str, py: str, me: str,
+) -> tuple[float, ...]:  # fmt: skip
+    """One case: (up pps, down pps, total pps, forwarder CPU share, pps per CPU-s, offered)."""
+    from ops.lab.netns import stop_process
+
+    size, impl, direction = case
+    fwd_p = brk.popen(
+        ["taskset", "-c", fwd_cpu, py, me, "--role", "fwd", "--impl", impl,
+         "--direction", direction, "--ifname", brk_cpe_if, "--cpe-mac", cpe_mac],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    gens = []
+    try:
+        assert fwd_p.stdout is not None
+        if fwd_p.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"forwarder {impl} did not start")
+        if direction in ("up", "both"):
+            gens.append(cpe.popen(
+                ["taskset", "-c", gen_cpu, py, me, "--role", "gen-pppoe",
+                 "--ifname", cpe_if, "--dst-mac", brk_mac, "--size", str(size)]
+            ))  # fmt: skip
+        if direction in ("down", "both"):
+            gens.append(lns.popen(
+                ["taskset", "-c", gen_cpu, py, me, "--role", "gen-l2tp", "--size", str(size)]
+            ))  # fmt: skip
+        time.sleep(0.7)
+        up0, down0 = link_stats(lns.name, lns_if), link_stats(cpe.name, cpe_if)
+        c0, t0 = cpu_seconds(fwd_p.pid), time.monotonic()
+        time.sleep(a.seconds)
+        up1, down1 = link_stats(lns.name, lns_if), link_stats(cpe.name, cpe_if)
+        c1, t1 = cpu_seconds(fwd_p.pid), time.monotonic()
+    finally:
+        for g in gens:
+            stop_process(g)
+        stop_process(fwd_p)
+    dt = t1 - t0
+    up = (up1[0] - up0[0]) / dt if direction != "down" else 0.0
+    down = (down1[0] - down0[0]) / dt if direction != "up" else 0.0
+    offered = ((down1[1] - down0[1]) + (up1[1] - up0[1])) / dt
+    busy = (c1 - c0) / dt
+    per_cpu = (up + down) / busy if busy > 0 else 0.0
+    return (up, down, up + down, busy, per_cpu, offered)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--role", default="main", choices=["main", "fwd", "gen-pppoe", "gen-l2tp"])
@@ -284,10 +333,11 @@ def main() -> int:
     p.add_argument("--cpe-mac", default="")
     p.add_argument("--dst-mac", default="")
     p.add_argument("--size", type=int, default=100)
-    p.add_argument("--seconds", type=float, default=2.0)
+    p.add_argument("--seconds", type=float, default=1.5)
     p.add_argument("--sizes", default="100,1400")
-    p.add_argument("--impls", default="loop,twisted,fast-recv,fast,fast-direct")
+    p.add_argument("--impls", default="loop,twisted,fast,fast-direct")
     p.add_argument("--directions", default="up,down,both")
+    p.add_argument("--repeat", type=int, default=3, help="rounds; the best pps/CPU-s is shown")
     a = p.parse_args()
     if a.role == "gen-pppoe":
         gen_pppoe(a)
@@ -301,7 +351,7 @@ def main() -> int:
 
 
 def orchestrate(a: argparse.Namespace) -> int:
-    from ops.lab.netns import Netns, stop_process, venv_python, veth
+    from ops.lab.netns import Netns, venv_python, veth
 
     if os.geteuid() != 0:
         print("needs root (network namespaces, AF_PACKET)", file=sys.stderr)
@@ -313,7 +363,10 @@ def orchestrate(a: argparse.Namespace) -> int:
         f"# {time.strftime('%Y-%m-%d %H:%M %Z')}  {platform.processor() or platform.machine()} "
         f"{os.cpu_count()} CPUs, kernel {platform.release()}, Python {platform.python_version()}"
     )
-    print(f"# forwarder on CPU {fwd_cpu}, generators on CPU {gen_cpu}, {a.seconds:g} s per case")
+    print(
+        f"# forwarder on CPU {fwd_cpu}, generators on CPU {gen_cpu}, {a.seconds:g} s per case, "
+        f"best of {a.repeat} rounds by pps/CPU-s; load average {os.getloadavg()[0]:.2f}"
+    )
     with Netns("spc") as cpe, Netns("spb") as brk, Netns("spl") as lns:
         cpe_if, brk_cpe_if = veth(cpe, brk, prefix="sc")
         brk_lns_if, lns_if = veth(brk, lns, f"{BRK_IP}/24", f"{LNS_IP}/24", prefix="sl")
@@ -327,54 +380,32 @@ def orchestrate(a: argparse.Namespace) -> int:
         for ns, ifname in ((cpe, cpe_if), (lns, lns_if)):
             ns.run(["sh", "-c", f"echo {mask} > /sys/class/net/{ifname}/queues/rx-0/rps_cpus"])
         cpe_mac, brk_mac = mac_of(cpe.name, cpe_if), mac_of(brk.name, brk_cpe_if)
+        cases = [
+            (size, impl, direction)
+            for size in [int(x) for x in a.sizes.split(",")]
+            for impl in a.impls.split(",")
+            for direction in a.directions.split(",")
+        ]
+        best: dict[tuple[int, str, str], tuple[float, ...]] = {}
+        for rep in range(a.repeat):  # rounds interleaved so a noisy moment hits one round
+            for case in cases:
+                row = measure(a, case, cpe, brk, lns, cpe_if, lns_if, brk_cpe_if, cpe_mac,
+                              brk_mac, fwd_cpu, gen_cpu, py, me)  # fmt: skip
+                if case not in best or row[4] > best[case][4]:
+                    best[case] = row
+                print(f"round {rep + 1}/{a.repeat} {case}: {row[2]:.0f} pps", file=sys.stderr)
         print(
-            f"{'size':>5} {'forwarder':<9} {'dir':<5} {'up pps':>9} {'down pps':>9} "
+            f"{'size':>5} {'forwarder':<11} {'dir':<5} {'up pps':>9} {'down pps':>9} "
             f"{'total pps':>9} {'fwd CPU':>7} {'pps/CPU-s':>9} {'offered':>9}"
         )
-        for size in [int(s) for s in a.sizes.split(",")]:
-            for impl in a.impls.split(","):
-                for direction in a.directions.split(","):
-                    fwd_p = brk.popen(
-                        ["taskset", "-c", fwd_cpu, py, me, "--role", "fwd", "--impl", impl,
-                         "--direction", direction, "--ifname", brk_cpe_if, "--cpe-mac", cpe_mac],
-                        stdout=subprocess.PIPE, text=True,
-                    )  # fmt: skip
-                    gens = []
-                    try:
-                        assert fwd_p.stdout is not None
-                        if fwd_p.stdout.readline().strip() != "ready":
-                            raise RuntimeError(f"forwarder {impl} did not start")
-                        if direction in ("up", "both"):
-                            gens.append(cpe.popen(
-                                ["taskset", "-c", gen_cpu, py, me, "--role", "gen-pppoe",
-                                 "--ifname", cpe_if, "--dst-mac", brk_mac, "--size", str(size)]
-                            ))  # fmt: skip
-                        if direction in ("down", "both"):
-                            gens.append(lns.popen(
-                                ["taskset", "-c", gen_cpu, py, me, "--role", "gen-l2tp",
-                                 "--size", str(size)]
-                            ))  # fmt: skip
-                        time.sleep(0.7)
-                        up0, down0 = link_stats(lns.name, lns_if), link_stats(cpe.name, cpe_if)
-                        c0, t0 = cpu_seconds(fwd_p.pid), time.monotonic()
-                        time.sleep(a.seconds)
-                        up1, down1 = link_stats(lns.name, lns_if), link_stats(cpe.name, cpe_if)
-                        c1, t1 = cpu_seconds(fwd_p.pid), time.monotonic()
-                    finally:
-                        for g in gens:
-                            stop_process(g)
-                        stop_process(fwd_p)
-                    dt = t1 - t0
-                    up = (up1[0] - up0[0]) / dt if direction != "down" else 0.0
-                    down = (down1[0] - down0[0]) / dt if direction != "up" else 0.0
-                    offered = ((down1[1] - down0[1]) + (up1[1] - up0[1])) / dt
-                    busy = (c1 - c0) / dt
-                    per_cpu = (up + down) / busy if busy > 0 else 0.0
-                    print(
-                        f"{size:>5} {impl:<9} {direction:<5} {up:>9.0f} {down:>9.0f} "
-                        f"{up + down:>9.0f} {100 * busy:>6.0f}% {per_cpu:>9.0f} {offered:>9.0f}",
-                        flush=True,
-                    )
+        for case in cases:
+            size, impl, direction = case
+            up, down, total, busy, per_cpu, offered = best[case]
+            print(
+                f"{size:>5} {impl:<11} {direction:<5} {up:>9.0f} {down:>9.0f} "
+                f"{total:>9.0f} {100 * busy:>6.0f}% {per_cpu:>9.0f} {offered:>9.0f}",
+                flush=True,
+            )
     return 0
 
 
