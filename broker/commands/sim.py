@@ -57,6 +57,7 @@ def register(sub: Any) -> None:
     s.add_argument("--ping", metavar="TARGET", help="IPv4 address or 'peer' to ping when up")
     s.add_argument("--ping-count", type=int, default=1)
     s.add_argument("--ping-interval", type=float, default=1.0)
+    s.add_argument("--ping-size", type=int, default=56, help="ICMP payload octets (traffic)")
     s.add_argument(
         "--hold",
         type=float,
@@ -174,6 +175,7 @@ class SubscriberRun:
             ping_target=a.ping,
             ping_count=a.ping_count,
             ping_interval=a.ping_interval,
+            ping_size=a.ping_size,
         )
 
     def _start(self, i: int) -> None:
@@ -323,8 +325,19 @@ class SubscriberRun:
 
 def handle_subscribers(args: argparse.Namespace) -> int:
     from twisted.internet import reactor as _reactor
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
 
     reactor: Any = _reactor
+    text: Any = textFileLogObserver(sys.stderr)
+    predicate: Any = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
+    observer: Any = FilteringLogObserver(text, [predicate])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     run = SubscriberRun(args, reactor)
 
     def on_signal(signum: int, _frame: Any) -> None:
