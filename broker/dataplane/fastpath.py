@@ -728,11 +728,14 @@ class FastSplice:
         sock: DatagramSocket,
         on_control: Callable[[bytes, Any], None] | None = None,
         budget: int | None = None,
+        on_tunnels: Callable[[set[int]], None] | None = None,
     ) -> int:
         """Drain up to ``budget`` datagrams from the L2TP UDP socket ``sock``.
 
         Data messages are spliced (unknown and malformed ones counted and dropped); control
-        messages (T bit) and empty datagrams go to ``on_control(datagram, addr)``.
+        messages (T bit) and empty datagrams go to ``on_control(datagram, addr)``. After the
+        batch, ``on_tunnels`` gets the (local) tunnel ids that carried data (RFC 2661 5.5:
+        data traffic postpones HELLO).
         """
         buf = self._buf
         mv = self._mv
@@ -740,6 +743,8 @@ class FastSplice:
         recvfrom_into = sock.recvfrom_into
         down8 = self._down8
         counters = self.counters
+        seen: set[int] = set()
+        seen_add = seen.add
         read = 0
         limit = self.budget if budget is None else budget
         while read < limit:
@@ -763,6 +768,7 @@ class FastSplice:
                 else:  # header bits (L, S, O, P), no FF 03, unknown: the general parser
                     self._downstream_at(n)
                 continue
+            seen_add(entry.tunnel_id)
             end = _HEADROOM + n
             prefix = entry.eth_prefix
             eth = entry.eth_sock
@@ -780,6 +786,11 @@ class FastSplice:
                 eth.send(mv[8:end])
             except OSError:
                 counters["eth_tx_errors"] += 1
+        if seen and on_tunnels is not None:
+            try:
+                on_tunnels(seen)
+            except Exception:
+                counters["callback_errors"] += 1
         return read
 
     # -- wiring into the Twisted adapters ----------------------------------------------------
@@ -800,9 +811,10 @@ class FastSplice:
             usock = port.socket
             self.bind_l2tp(usock)
             on_control = self._control_to(l2tp_adapter)
+            on_tunnels = self._activity_to(l2tp_adapter)
 
             def read_udp() -> None:
-                self.read_l2tp(usock, on_control)
+                self.read_l2tp(usock, on_control, None, on_tunnels)
 
             self._hook(port, read_udp)
         if raw_port is not None:
@@ -819,6 +831,21 @@ class FastSplice:
                     else:
                         self._rings.append(pring)
                 self._hook(reader, self._ethernet_reader(raw_port, reader, pring))
+
+    @staticmethod
+    def _activity_to(adapter: Any) -> Callable[[set[int]], None] | None:
+        """The adapter's data-activity hook (its engine's ``note_data_received``), if any."""
+        note = getattr(adapter, "_note_data", None)
+        reactor = getattr(adapter, "reactor", None)
+        if note is None or reactor is None:
+            return None
+
+        def activity(tunnels: set[int]) -> None:
+            now = reactor.seconds()
+            for tunnel_id in tunnels:
+                note(tunnel_id, now)
+
+        return activity
 
     @staticmethod
     def _control_to(adapter: Any) -> Callable[[bytes, Any], None]:

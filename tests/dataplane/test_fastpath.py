@@ -4,6 +4,7 @@ import mmap
 import socket
 import struct
 from collections import deque
+from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import given, settings
@@ -396,6 +397,11 @@ class FakeAdapter:
     def __init__(self) -> None:
         self.listening = FakePort()
         self.received: list[tuple[bytes, tuple[str, int]]] = []
+        self.noted: list[tuple[int, float]] = []
+        self.reactor = SimpleNamespace(seconds=lambda: 42.0)
+
+    def _note_data(self, tunnel_id: int, now: float) -> None:
+        self.noted.append((tunnel_id, now))
 
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:  # Twisted's name
         self.received.append((data, addr))
@@ -418,6 +424,7 @@ def test_install_hooks_session_socket_and_udp_port_then_uninstall() -> None:
     adapter.listening.socket.rx.extend([(control, LNS), (data_msg(b"\x00\x21dn"), LNS)])
     adapter.listening.doRead()
     assert adapter.received == [(control, LNS)]
+    assert adapter.noted == [(11, 42.0)]  # data postpones the tunnel's HELLO (RFC 2661 5.5)
     assert raw.ses.sock.sent == [session_frame(b"\x00\x21dn", dst=MAC, src=LOCAL)]
     sp.uninstall()
     assert raw.ses.doRead() == "original" and adapter.listening.doRead() == "original"
