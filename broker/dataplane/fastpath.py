@@ -6,18 +6,26 @@ allocation beyond what the socket calls need.
 (``attach``/``detach``/``upstream``/``downstream``/``counters_for``/``owns``/``counters``), so a
 runtime can swap one for the other. On top of that it can own the hot sockets:
 
-- :meth:`FastSplice.read_ethernet` drains an AF_PACKET socket bound to ETH_P_PPP_SES (0x8864)
-  with ``recv_into`` a preallocated buffer. The splice key is the 12 octets at frame offset 6
-  (source MAC, ethertype, PPPoE VER/TYPE, CODE, SESSION_ID), so one slice and one dict lookup
-  both validate the header and find the call. The L2TP header (+ FF 03, DESIGN.md section 3)
-  is written over the Ethernet/PPPoE header in place and the buffer sent as it is.
-- :meth:`FastSplice.read_l2tp` drains the L2TP UDP socket with ``recvfrom_into``; data messages
-  (T bit clear) are spliced, the PPPoE + Ethernet header written in place in front of the PPP
-  frame (FF 03 stripped when present) and sent on the interface's AF_PACKET socket; control
-  messages (T bit set) go to a callback (the L2TP adapter).
-- :meth:`FastSplice.install` hooks both loops into a running ``RawEthernetPort`` and
+- :meth:`FastSplice.read_ring` walks a TPACKET_V2 receive ring (:class:`PacketRing`,
+  PACKET_RX_RING) on the AF_PACKET socket bound to ETH_P_PPP_SES (0x8864): no system call per
+  received frame. The splice key is the frame's first 18 octets (our MAC, source MAC,
+  ethertype, PPPoE VER/TYPE, CODE, SESSION_ID), so one slice and one dict lookup both validate
+  the header and find the call. The L2TP header (+ FF 03, DESIGN.md section 3) is written
+  over the Ethernet/PPPoE header in the ring slot and sent from there.
+  :meth:`FastSplice.read_ethernet` does the same with ``recv_into`` a fixed buffer, for
+  kernels that refuse the ring.
+- :meth:`FastSplice.read_l2tp` drains the L2TP UDP socket with ``recvfrom_into`` (20 octets of
+  headroom); the common data header ``00 02 tunnel session FF 03`` is one dict lookup, other
+  data headers (L, S, O bits, no FF 03) go through the general parser; the PPPoE + Ethernet
+  header is written in place in front of the PPP frame and sent on the interface's AF_PACKET
+  socket; control messages (T bit) go to a callback (the L2TP adapter).
+- Optional direct egress (:meth:`FastSplice.set_egress`, :class:`DirectPath`): upstream
+  datagrams written as whole Ethernet frames to the LNS's next hop, skipping the kernel's
+  UDP/IP output path (and netfilter): opt-in.
+- :meth:`FastSplice.install` hooks the loops into a running ``RawEthernetPort`` and
   ``L2tpUdpAdapter`` (it replaces their readers' ``doRead`` for the session sockets and the
-  UDP port), so the runtime switches with one constructor change plus one call.
+  UDP port), so the runtime switches with one constructor change plus one call;
+  :meth:`FastSplice.uninstall` undoes it.
 
 Frames the splice does not own go to the fallback callbacks unchanged. Socket errors are
 counted and the frame dropped (PPP and L2TP recover); nothing raises into the reactor.
