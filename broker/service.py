@@ -473,6 +473,7 @@ class _RuntimeService(Service):
         rt.listen_radius(cfg.radius.bind, cfg.radius.sockets)
         if self.interfaces:
             rt.make_raw_port(self.interfaces).startService()
+        rt.splice.install(rt.raw, rt.l2tp)  # FastSplice: ring + socket loops on the hot sockets
         self.heartbeat = task.LoopingCall(node.store.heartbeat)
         self.heartbeat.clock = node.reactor
         self.heartbeat.start(5.0, now=True)
@@ -500,6 +501,7 @@ class _RuntimeService(Service):
         def close(_: object) -> None:
             rt = node.runtime
             rt.timer.stop()
+            rt.splice.uninstall()
             if rt.raw is not None:
                 rt.raw.stopService()
             rt.close_radius()

@@ -44,7 +44,7 @@ from broker.callflow.commands import (
     SendRadius,
 )
 from broker.callflow.orchestrator import CallFlow
-from broker.dataplane.userspace import UserspaceSplice
+from broker.dataplane.fastpath import FastSplice
 from broker.policy.selection import LoadView
 from broker.pppoe.discovery import PppoeSessionKey
 from broker.radius.accounting import (
@@ -162,7 +162,7 @@ class CallFlowRuntime:
         self.on_call_ended = on_call_ended
         self.on_lockout = on_lockout
         self.timer = EngineTimer(flow, reactor, self.after_input, name="callflow")
-        self.splice = UserspaceSplice(self._send_l2tp, self._send_eth)
+        self.splice = FastSplice(self._send_l2tp, self._send_eth)
         self.raw: RawEthernetPort | None = None
         self.l2tp: L2tpUdpAdapter[Any] | None = None
         self.radius_ports: list[Any] = []
