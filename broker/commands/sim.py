@@ -51,6 +51,9 @@ def register(sub: Any) -> None:
         dest="user_templates",
         help="user name template, {i} = index; repeat for a realm mix (round robin)",
     )
+    s.add_argument(
+        "--first-index", type=int, default=0, help="{i} of the first subscriber (several runs)"
+    )
     s.add_argument("--password", default=os.environ.get("SIM_PASSWORD", "secret"))
     s.add_argument("--auth", choices=("chap", "pap", "mixed"), default="chap")
     s.add_argument("--service-name", default="")
@@ -78,7 +81,9 @@ def register(sub: Any) -> None:
     )
     s.add_argument("--redial", action="store_true", help="churned subscribers dial again")
     s.add_argument("--setup-timeout", type=float, default=30.0)
-    s.add_argument("--timeout", type=float, default=600.0, help="give up the run after this")
+    s.add_argument(
+        "--timeout", type=float, default=600.0, help="hang up and end the run after this"
+    )
     s.add_argument("--echo-interval", type=float, default=0.0, help="CPE LCP echo interval")
     s.add_argument("--json-out", type=Path, help="write the final report as JSON here")
     s.add_argument("--ready-file", type=Path, help="write the report here once every setup settled")
@@ -145,6 +150,7 @@ class SubscriberRun:
             churn_mean=args.churn_mean,
             churn_actions=tuple(a.strip() for a in args.churn.split(",") if a.strip()),
             redial=args.redial,
+            first_index=args.first_index,
         )
         if args.ping and args.ping != "peer":
             ipaddress.IPv4Address(args.ping)
@@ -251,10 +257,9 @@ class SubscriberRun:
         if self.hanging_up and not self.pool.subscribers:
             self.finish()
             return
-        if now - self.t0 > self.args.timeout:
-            print("sim: run timeout reached", file=sys.stderr)
-            self.finish()
-            return
+        if now - self.t0 > self.args.timeout and not self.hanging_up:
+            print("sim: run timeout reached, hanging up", file=sys.stderr)
+            self.hang_up()
         nxt = self.gen.get_timer()
         delay = 0.1 if nxt is None else min(max(nxt - now, 0.001), 0.1)
         self._call = self.reactor.callLater(delay, self._tick)
