@@ -257,12 +257,13 @@ class SubscriberPool:
     def _read(self, reader: _Reader) -> None:
         now = self.reactor.seconds()
         touched: dict[bytes, Subscriber] = {}
-        # Discovery first: a PADS read after the AC's first session frame would cost the
-        # subscriber a retransmission.
-        disc = self._readers.get(ETH_P_PPP_DISC)
-        if disc is not None and disc is not reader:
-            self._read_socket(disc, now, touched)
-        self._read_socket(reader, now, touched)
+        # Session frames first, then discovery: a CHAP Failure and the PADT after it arrive
+        # on two sockets and must be seen in that order. (A session frame that overtakes its
+        # PADS is kept by the subscriber and replayed.)
+        for ethertype in (ETH_P_PPP_SES, ETH_P_PPP_DISC):
+            sock = self._readers.get(ethertype)
+            if sock is not None:
+                self._read_socket(sock, now, touched)
         for sub in touched.values():
             self._flush(sub)
         self._arm()
