@@ -226,3 +226,21 @@ def test_load_regression_guard_500_subscribers(tmp_path: Path) -> None:
             "--rate", "250", "--outstanding", "200", "--auth", "mixed", "--setup-timeout", "40",
         ])  # fmt: skip
         assert report["downs"] == {}
+
+
+@pytest.mark.integration
+def test_lns_refusing_calls_fails_every_subscriber_with_a_reason(tmp_path: Path) -> None:
+    """``sim lns --reject-result 2``: the broker ends each call with a CHAP/PAP Failure; the
+    load generator reports the reason and exits non-zero."""
+    with sim_lab(tmp_path, ["--reject-result", "2"]) as lab:
+        report_file = tmp_path / "report.json"
+        sim = lab.subscribers([
+            "--count", "5", "--rate", "20", "--auth", "mixed", "--setup-timeout", "20",
+            "--json-out", str(report_file), "--timeout", "40",
+        ])  # fmt: skip
+        sim.wait(45)
+        assert sim.returncode == 1, lab.dump()
+        report = json.loads(report_file.read_text())
+        assert report["up"] == 0 and report["failed"] == 5 and report["success"] is False
+        assert report["failures"] == {"auth-failed": 5}, lab.dump()
+        assert lab.poll(lambda: lab.sessions() == [], 10), lab.dump()
