@@ -33,9 +33,8 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
 
-from ops.lab.netns import Netns, poll, stop_process
+from ops.lab.netns import LabDaemon, Netns, poll
 from ops.lab.xl2tpd import udp_listening
 
 __all__ = ["POOL_PATH", "L2tpns", "L2tpnsConfig", "rename_to_eth0"]
@@ -80,7 +79,7 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class L2tpns:
+class L2tpns(LabDaemon):
     """One l2tpns process in ``ns``; :meth:`start` waits until UDP 1701 is bound."""
 
     def __init__(self, ns: Netns, config: L2tpnsConfig, binary: str = "l2tpns") -> None:
@@ -93,8 +92,8 @@ class L2tpns:
         self.log_path = self.dir / "l2tpns.log"
         self.out_path = self.dir / "stdout.log"
         self.pid_path = self.dir / "l2tpns.pid"
-        self.proc: subprocess.Popen[Any] | None = None
-        self._out: IO[bytes] | None = None
+        self.proc = None
+        self._out = None
 
     def config_text(self) -> str:
         c = self.config
@@ -170,26 +169,3 @@ class L2tpns:
         """Send ``sig`` to l2tpns (SIGQUIT: clear every tunnel and session, then exit)."""
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> int | None:
-        code = None
-        if self.proc is not None:
-            code = stop_process(self.proc)
-        if self._out is not None:
-            self._out.close()
-            self._out = None
-        return code
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> L2tpns:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()

@@ -15,14 +15,15 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-__all__ = ["Netns", "bridge", "poll", "stop_process", "unique_name", "veth"]
+__all__ = ["LabDaemon", "Netns", "bridge", "poll", "stop_process", "unique_name", "veth"]
 
 
 def unique_name(prefix: str, limit: int = 15) -> str:
@@ -85,6 +86,42 @@ class Netns:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         _ip("netns", "del", self.name, check=False)
+
+
+class LabDaemon:
+    """Lifecycle shared by the lab's peer daemons (xl2tpd, l2tpns): one process started in a
+    namespace with its output in a file under its own temporary directory.
+
+    Subclasses set ``self.dir``, then in ``start()`` open ``self._out`` and set ``self.proc``.
+    """
+
+    dir: Path
+    proc: subprocess.Popen[Any] | None = None
+    _out: IO[bytes] | None = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> int | None:
+        code = stop_process(self.proc) if self.proc is not None else None
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        return code
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> LabDaemon:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
 
 
 def veth(

@@ -21,9 +21,8 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
 
-from ops.lab.netns import Netns, poll, stop_process
+from ops.lab.netns import LabDaemon, Netns, poll
 
 __all__ = ["Xl2tpd", "Xl2tpdConfig", "udp_listening"]
 
@@ -53,7 +52,7 @@ def udp_listening(ns: Netns, port: int) -> bool:
     return bool(out.strip())
 
 
-class Xl2tpd:
+class Xl2tpd(LabDaemon):
     """One xl2tpd process in ``ns``; :meth:`start` waits until its UDP port is bound."""
 
     def __init__(self, ns: Netns, config: Xl2tpdConfig, binary: str = "xl2tpd") -> None:
@@ -67,8 +66,8 @@ class Xl2tpd:
         self.pid_path = self.dir / "xl2tpd.pid"
         self.control_path = self.dir / "l2tp-control"
         self.log_path = self.dir / "xl2tpd.log"
-        self.proc: subprocess.Popen[Any] | None = None
-        self._log_file: IO[bytes] | None = None
+        self.proc = None
+        self._out = None
 
     def write_config(self) -> None:
         c = self.config
@@ -122,7 +121,7 @@ class Xl2tpd:
 
     def start(self, timeout: float = 10.0) -> None:
         self.write_config()
-        self._log_file = self.log_path.open("wb")
+        self._out = self.log_path.open("wb")
         self.proc = self.ns.popen(
             [
                 self.binary,
@@ -136,7 +135,7 @@ class Xl2tpd:
                 "-C",
                 str(self.control_path),
             ],
-            stdout=self._log_file,
+            stdout=self._out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
@@ -156,26 +155,3 @@ class Xl2tpd:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> int | None:
-        code = None
-        if self.proc is not None:
-            code = stop_process(self.proc)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        return code
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Xl2tpd:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
