@@ -32,7 +32,7 @@ from broker.callflow.commands import (
 )
 from broker.callflow.orchestrator import CallFlow, CallFlowConfig
 from broker.callflow.wiring import CallFlowEngines
-from broker.dataplane.userspace import UserspaceSplice
+from broker.dataplane.fastpath import FastSplice
 from broker.l2tp.config import TunnelConfig
 from broker.l2tp.endpoint import L2tpEndpoint
 from broker.policy.loader import load_policies
@@ -149,7 +149,7 @@ class World:
                 rand_bytes=rb, lns_config=TunnelConfig(host_name="lns", secret=TUNNEL_SECRET)
             )
             self.lns_data[addr] = []
-        self.splice = UserspaceSplice(self._splice_to_lns, self._to_cpe_eth)
+        self.splice = FastSplice(self._splice_to_lns, self._to_cpe_eth)  # the runtime's splice
         self.cpes: dict[bytes, Cpe] = {}
         self.log: list[Any] = []
         self.reservations_open: set[str] = set()
