@@ -39,6 +39,7 @@ from broker.wire import MacAddress, RemoteProtocolError, format_mac
 __all__ = [
     "LinuxRawSockets",
     "RawEthernetPort",
+    "RawReader",
     "RawSocket",
     "RawSocketFactory",
     "SessionFrameHandler",
@@ -110,24 +111,39 @@ class LinuxRawSockets:
 
 
 @implementer(IReadDescriptor)
-class _Reader:
-    def __init__(self, port: RawEthernetPort, interface: str, ethertype: int, sock: RawSocket):
-        self.port = port
+class RawReader:
+    """One raw socket registered with the reactor; readiness and loss go to callbacks.
+
+    Shared by :class:`RawEthernetPort` and the subscriber simulator's pool.
+    """
+
+    def __init__(
+        self,
+        sock: RawSocket,
+        interface: str,
+        ethertype: int,
+        on_read: Callable[[RawReader], None],
+        on_lost: Callable[[RawReader, Failure], None],
+        name: str = "rawether",
+    ) -> None:
+        self.sock = sock
         self.interface = interface
         self.ethertype = ethertype
-        self.sock = sock
+        self._on_read = on_read
+        self._on_lost = on_lost
+        self._name = name
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def doRead(self) -> None:  # Twisted's name
-        self.port._read(self)
+        self._on_read(self)
 
     def connectionLost(self, reason: Failure) -> None:  # Twisted's name
-        self.port._lost(self, reason)
+        self._on_lost(self, reason)
 
     def logPrefix(self) -> str:  # Twisted's name
-        return f"rawether:{self.interface}:{self.ethertype:04x}"
+        return f"{self._name}:{self.interface}:{self.ethertype:04x}"
 
 
 class RawEthernetPort(Service):
@@ -156,7 +172,7 @@ class RawEthernetPort(Service):
         self.tap = tap
         self.local_mac: dict[str, MacAddress] = {}
         self.counters: dict[str, int] = {}
-        self._readers: dict[tuple[str, int], _Reader] = {}
+        self._readers: dict[tuple[str, int], RawReader] = {}
         self._logged: set[str] = set()
 
     # -- service -------------------------------------------------------------------------
@@ -167,7 +183,8 @@ class RawEthernetPort(Service):
                 self.local_mac[ifname] = mac
                 self.engine.set_local_mac(ifname, mac)
                 for ethertype in (ETH_P_PPP_DISC, ETH_P_PPP_SES):
-                    reader = _Reader(self, ifname, ethertype, self.sockets.open(ifname, ethertype))
+                    sock = self.sockets.open(ifname, ethertype)
+                    reader = RawReader(sock, ifname, ethertype, self._read, self._lost)
                     self._readers[(ifname, ethertype)] = reader
                     self.reactor.addReader(reader)
                 _log.info(
@@ -231,7 +248,7 @@ class RawEthernetPort(Service):
             self._logged.add(kind)
             _log.error("rawether: {counter}: {error!r}", counter=counter, error=exc)
 
-    def _read(self, reader: _Reader) -> None:
+    def _read(self, reader: RawReader) -> None:
         for _ in range(self.max_reads):
             try:
                 data, addr = reader.sock.recvfrom(_RECV_SIZE)
@@ -258,7 +275,7 @@ class RawEthernetPort(Service):
         except Exception as exc:
             self._fault("flush_errors", exc)
 
-    def _frame(self, reader: _Reader, frame: bytes) -> None:
+    def _frame(self, reader: RawReader, frame: bytes) -> None:
         if self.tap is not None:
             self.tap("rx", reader.interface, frame)
         if len(frame) < ETH_HEADER_LEN:
@@ -303,7 +320,7 @@ class RawEthernetPort(Service):
             return
         self._count("tx_frames")
 
-    def _lost(self, reader: _Reader, reason: Failure) -> None:
+    def _lost(self, reader: RawReader, reason: Failure) -> None:
         self._count("connection_lost")
         self._readers.pop((reader.interface, reader.ethertype), None)
 

@@ -22,14 +22,13 @@ import struct
 from collections.abc import Callable
 from typing import Any, cast
 
-from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer  # type: ignore[import-untyped]
 
 from broker.adapters.rawether import (
     PACKET_OUTGOING,
     LinuxRawSockets,
+    RawReader,
     RawSocket,
     RawSocketFactory,
 )
@@ -77,26 +76,6 @@ class PromiscRawSockets(LinuxRawSockets):
         return sock
 
 
-@implementer(IReadDescriptor)
-class _Reader:
-    def __init__(self, pool: SubscriberPool, ethertype: int, sock: RawSocket) -> None:
-        self.pool = pool
-        self.ethertype = ethertype
-        self.sock = sock
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def doRead(self) -> None:  # Twisted's name
-        self.pool._read(self)
-
-    def connectionLost(self, reason: Failure) -> None:  # Twisted's name
-        self.pool._lost(self)
-
-    def logPrefix(self) -> str:  # Twisted's name
-        return f"subscriber-pool:{self.pool.interface}:{self.ethertype:04x}"
-
-
 class SubscriberPool:
     """Drives many :class:`Subscriber` engines over one interface."""
 
@@ -116,7 +95,7 @@ class SubscriberPool:
         self.on_event = on_event
         self.subscribers: dict[bytes, Subscriber] = {}
         self.counters: dict[str, int] = {}
-        self._readers: dict[int, _Reader] = {}
+        self._readers: dict[int, RawReader] = {}
         self._heap: list[tuple[float, int, bytes]] = []
         self._deadline: dict[bytes, float] = {}
         self._seq = 0
@@ -128,7 +107,10 @@ class SubscriberPool:
     def open(self) -> None:
         try:
             for ethertype in (ETH_P_PPP_DISC, ETH_P_PPP_SES):
-                reader = _Reader(self, ethertype, self.sockets.open(self.interface, ethertype))
+                sock = self.sockets.open(self.interface, ethertype)
+                reader = RawReader(
+                    sock, self.interface, ethertype, self._read, self._lost, "subscriber-pool"
+                )
                 self._readers[ethertype] = reader
                 self.reactor.addReader(reader)
         except OSError:
@@ -254,7 +236,7 @@ class SubscriberPool:
         self._arm()
 
     # -- input ---------------------------------------------------------------------------
-    def _read(self, reader: _Reader) -> None:
+    def _read(self, reader: RawReader) -> None:
         now = self.reactor.seconds()
         touched: dict[bytes, Subscriber] = {}
         # Session frames first, then discovery: a CHAP Failure and the PADT after it arrive
@@ -268,7 +250,7 @@ class SubscriberPool:
             self._flush(sub)
         self._arm()
 
-    def _read_socket(self, reader: _Reader, now: float, touched: dict[bytes, Subscriber]) -> None:
+    def _read_socket(self, reader: RawReader, now: float, touched: dict[bytes, Subscriber]) -> None:
         subscribers = self.subscribers
         for _ in range(self.max_reads):
             try:
@@ -300,6 +282,6 @@ class SubscriberPool:
                 self._fault("frame_errors", exc)
             touched[sub.mac] = sub
 
-    def _lost(self, reader: _Reader) -> None:
+    def _lost(self, reader: RawReader, reason: Failure) -> None:
         self._count("connection_lost")
         self._readers.pop(reader.ethertype, None)
