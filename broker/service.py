@@ -205,6 +205,7 @@ class BrokerNode(MultiService):
             on_call_up=self._call_up, on_call_ended=self._call_ended, on_lockout=self._lockout,
         )  # fmt: skip
         self.locked: dict[str, float] = {}
+        self.drained: set[str] = set()
         _RuntimeService(self, interfaces or cfg.interfaces).setServiceParent(self)
         if cfg.radius.dynauth_listen is not None:
             engine = DynAuthServer(
@@ -380,7 +381,6 @@ class BrokerNode(MultiService):
             })  # fmt: skip
         return rows
 
-    drained: set[str] = set()
 
     def realms(self) -> list[dict[str, Any]]:
         counts: dict[str, int] = {}
@@ -403,10 +403,10 @@ class BrokerNode(MultiService):
         hold = 10 * 365 * 86400.0
         d: defer.Deferred[Any]
         if action == "drain":
-            self.drained = self.drained | {lns_id}
+            self.drained.add(lns_id)
             d = self.store.drain(lns_id, True)
         elif action == "undrain":
-            self.drained = self.drained - {lns_id}
+            self.drained.discard(lns_id)
             d = self.store.drain(lns_id, False)
         elif action == "lock":
             self.locked[lns_id] = self.reactor.seconds() + hold
