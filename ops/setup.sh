@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 APT_PACKAGES=(redis-server freeradius freeradius-utils xl2tpd l2tpns ppp pppoe tshark
-              iproute2 tcpdump procps iputils-ping)
+              iproute2 tcpdump procps iputils-ping qemu-system-x86 busybox-static
+              iperf3)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
