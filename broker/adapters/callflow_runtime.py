@@ -150,6 +150,7 @@ class CallFlowRuntime:
         on_call_up: Callable[[CallUp], None] | None = None,
         on_call_ended: Callable[[CallEnded], None] | None = None,
         on_lockout: Callable[[LockOut], None] | None = None,
+        splice_factory: Callable[..., Any] | None = None,
     ) -> None:
         self.reactor = reactor
         self.flow = flow
@@ -162,7 +163,10 @@ class CallFlowRuntime:
         self.on_call_ended = on_call_ended
         self.on_lockout = on_lockout
         self.timer = EngineTimer(flow, reactor, self.after_input, name="callflow")
-        self.splice = FastSplice(self._send_l2tp, self._send_eth)
+        # The data plane: FastSplice (userspace) unless the composition injects another one
+        # (same interface: attach/detach/counters_for/upstream/downstream/install/uninstall).
+        make = splice_factory or FastSplice
+        self.splice = make(self._send_l2tp, self._send_eth)
         self.raw: RawEthernetPort | None = None
         self.l2tp: L2tpUdpAdapter[Any] | None = None
         self.radius_ports: list[Any] = []
