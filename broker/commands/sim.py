@@ -11,6 +11,7 @@ came up (and every ping target answered, when asked).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import json
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.sim.discovery_client import DiscoveryClientConfig
-from broker.sim.loadgen import CHURN_ACTIONS, LoadGenerator, LoadPlan, LoadReport
+from broker.sim.loadgen import CHURN_ACTIONS, LoadGenerator, LoadPlan, LoadReport, percentile
 from broker.sim.ppp_client import ClientConfig
 from broker.sim.subscriber import (
     PingsCompleted,
@@ -80,6 +81,11 @@ def register(sub: Any) -> None:
         help=f"comma list of churn actions among {','.join(CHURN_ACTIONS)}",
     )
     s.add_argument("--redial", action="store_true", help="churned subscribers dial again")
+    s.add_argument(
+        "--redial-lost",
+        action="store_true",
+        help="subscribers whose session was lost (LNS failure, PADT from the AC) dial again",
+    )
     s.add_argument("--setup-timeout", type=float, default=30.0)
     s.add_argument(
         "--timeout", type=float, default=600.0, help="hang up and end the run after this"
@@ -104,6 +110,10 @@ def register(sub: Any) -> None:
         help="hand out pool addresses round robin even when in use (more sessions than the pool)",
     )
     lns.add_argument("--receive-window", type=int, default=8)
+    lns.add_argument("--hello-interval", type=float, default=60.0, help="HELLO after S idle")
+    lns.add_argument(
+        "--hello-probe", type=float, default=0.0, help="HELLO every S even under traffic (0: off)"
+    )
     lns.add_argument("--hide", action="store_true", help="hide AVPs (needs --secret)")
     lns.add_argument("--reject-result", type=int, help="refuse every call with this CDN result")
     lns.add_argument("--reject-every", type=int, default=1, help="refuse one call in N")
@@ -151,6 +161,7 @@ class SubscriberRun:
             churn_actions=tuple(a.strip() for a in args.churn.split(",") if a.strip()),
             redial=args.redial,
             first_index=args.first_index,
+            redial_lost=args.redial_lost,
         )
         if args.ping and args.ping != "peer":
             ipaddress.IPv4Address(args.ping)
@@ -167,6 +178,8 @@ class SubscriberRun:
         self._call: Any = None
         self._next_progress = self.t0
         self._rand_bytes = self.rng.randbytes if args.seed is not None else os.urandom
+        #: LCP echo round trips of every subscriber (seconds), with --echo-interval.
+        self.echo_rtts: list[float] = []
 
     # -- subscribers -----------------------------------------------------------------------
     def _config(self, i: int) -> SubscriberConfig:
@@ -202,6 +215,8 @@ class SubscriberRun:
         now = self.reactor.seconds()
         if isinstance(event, SubscriberUp):
             self.gen.subscriber_up(i, now, event.latency)
+            if sub.ppp is not None and self.args.echo_interval > 0:
+                sub.ppp.lcp.echo_rtts = self.echo_rtts
         elif isinstance(event, SubscriberFailed):
             self.gen.subscriber_failed(i, now, event.reason)
             self._forget(sub)
@@ -292,7 +307,7 @@ class SubscriberRun:
         if self.hanging_up:
             return
         self.hanging_up = True
-        self.final_report = self.gen.report(self.reactor.seconds())
+        self.final_report = self._with_echo(self.gen.report(self.reactor.seconds()))
         for sub in list(self.pool.subscribers.values()):
             self._command(sub, self.args.hangup)
         # Subscribers that never answer (LCP terminate lost) are given a few seconds.
@@ -325,7 +340,22 @@ class SubscriberRun:
 
     def report(self) -> LoadReport:
         final: LoadReport | None = getattr(self, "final_report", None)
-        return final if final is not None else self.gen.report(self.reactor.seconds())
+        if final is not None:
+            return final
+        return self._with_echo(self.gen.report(self.reactor.seconds()))
+
+    def _with_echo(self, report: LoadReport) -> LoadReport:
+        rtts = self.echo_rtts
+        if not rtts:
+            return report
+        ms = [x * 1000.0 for x in rtts]
+        stats: dict[str, float | int | None] = {
+            "count": len(ms),
+            "p50": percentile(ms, 50),
+            "p99": percentile(ms, 99),
+            "max": max(ms),
+        }
+        return dataclasses.replace(report, echo_rtt_ms=stats)
 
 
 def handle_subscribers(args: argparse.Namespace) -> int:
@@ -392,6 +422,7 @@ def handle_lns(args: argparse.Namespace) -> int:
             secret=secret,
             hide_avps=bool(args.hide and secret),
             receive_window=args.receive_window,
+            hello_interval=args.hello_interval,
             vendor_name="l2tp-broker sim lns",
         ),
         pool=args.pool,
@@ -405,6 +436,7 @@ def handle_lns(args: argparse.Namespace) -> int:
         reuse_addresses=args.reuse_addresses,
         echo_interval=args.echo_interval,
         echo_failures=args.echo_failures,
+        hello_probe=args.hello_probe,
     )
     engine = LnsEmulator(config)
     service = LnsEmulatorService(engine, reactor, args.listen, args.port)

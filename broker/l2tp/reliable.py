@@ -79,6 +79,10 @@ class ReliableTransport(Generic[T]):
         self._unacked_rx = 0  # messages delivered since our last acknowledgement went out
         self._out: list[bytes] = []
         self._had_loss = False
+        #: When a list is set, the time from first transmission to acknowledgement of every
+        #: message acknowledged without a retransmission is appended (seconds).
+        self.ack_samples: list[float] | None = None
+        self._sent_at: dict[int, float] = {}
         #: shared with the endpoint when given (one dict for every tunnel)
         self.counters: dict[str, int] = {} if counters is None else counters
         for key in _COUNTERS:
@@ -141,6 +145,8 @@ class ReliableTransport(Generic[T]):
             item = self._unsent.popleft()
             self._inflight.append(item)
             self._transmit(item[1])
+            if self.ack_samples is not None:
+                self._sent_at[item[0]] = now
             self.counters["control_sent"] += 1
             if self._rtx_deadline is None:
                 self._retry = 0
@@ -208,8 +214,13 @@ class ReliableTransport(Generic[T]):
         if n > len(self._inflight):
             self.counters["bad_nr"] += 1
             return
+        samples = self.ack_samples
         for _ in range(n):
-            self._inflight.popleft()
+            acked = self._inflight.popleft()[0]
+            if samples is not None:
+                sent = self._sent_at.pop(acked, None)
+                if sent is not None:
+                    samples.append(now - sent)
             if self.cwnd < self.ssthresh:
                 self.cwnd += 1.0  # slow start (Appendix A)
             else:
@@ -228,6 +239,7 @@ class ReliableTransport(Generic[T]):
                 self._rtx_deadline = None
             else:
                 self._had_loss = True
+                self._sent_at.clear()  # a retransmitted message gives no clean sample
                 self.ssthresh = max(1.0, self.cwnd / 2)  # Appendix A: congestion
                 self.cwnd = 1.0
                 self._transmit(self._inflight[0][1])
@@ -250,4 +262,5 @@ class ReliableTransport(Generic[T]):
         """Forget everything queued (tunnel cleared); acknowledgements still work."""
         self._unsent.clear()
         self._inflight.clear()
+        self._sent_at.clear()
         self._rtx_deadline = None

@@ -366,6 +366,10 @@ class LcpAutomaton(ControlAutomaton):
         self._echo_deadline: float | None = None
         self.echo_outstanding = 0
         self.echo_timed_out = False
+        #: When a list is set, the round-trip time of each answered Echo-Request is appended
+        #: (seconds; the load generator's keepalive figures).
+        self.echo_rtts: list[float] | None = None
+        self._echo_sent_at: float | None = None
         # negotiated values
         self.peer_mru = 1500
         self.peer_magic = 0
@@ -504,6 +508,10 @@ class LcpAutomaton(ControlAutomaton):
                 _bump(self.counters, "echo-loopback")
             elif code == LcpCode.ECHO_REPLY and self.state is State.OPENED:
                 self.echo_outstanding = 0
+                sent = self._echo_sent_at
+                if sent is not None and self.echo_rtts is not None:
+                    self.echo_rtts.append(self._now - sent)
+                self._echo_sent_at = None
             return Event.RXR
         return Event.RUC
 
@@ -552,4 +560,5 @@ class LcpAutomaton(ControlAutomaton):
             return
         self.echo_outstanding += 1
         self._send(LcpCode.ECHO_REQUEST, self._new_id(), self.magic.to_bytes(4, "big"))
+        self._echo_sent_at = now
         self._echo_deadline = now + self.echo_interval

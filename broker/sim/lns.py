@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from broker.l2tp.codec import peek_header
 from broker.l2tp.config import CallParams, TunnelConfig
-from broker.l2tp.constants import CdnResult
+from broker.l2tp.constants import CdnResult, MessageType
 from broker.l2tp.data import encode_data_header, split_data
 from broker.l2tp.endpoint import L2tpEndpoint
 from broker.l2tp.events import (
@@ -39,6 +39,7 @@ from broker.l2tp.events import (
     TunnelEstablished,
 )
 from broker.l2tp.session import Result
+from broker.l2tp.tunnel_fsm import TunnelState
 from broker.ppp.codec import decode_control, encode_control, split_frame
 from broker.ppp.constants import LcpCode, PppProtocol
 from broker.ppp.lcp import LcpAutomaton, RestartConfig, Signal
@@ -87,6 +88,10 @@ class LnsConfig:
     #: after ``echo_failures`` unanswered ones (a CPE powered off without PADT).
     echo_interval: float = 0.0
     echo_failures: int = 3
+    #: Send a HELLO on every established tunnel every this many seconds even while data
+    #: flows (RFC 2661 5.5 only asks for one after idle): samples the peer's acknowledgement
+    #: latency under load (``status()["ack_ms"]``). 0: off.
+    hello_probe: float = 0.0
 
 
 class LnsPppSession:
@@ -298,6 +303,10 @@ class LnsEmulator:
         self._seq = 0
         self._offered = 0
         self.dead = False
+        #: Control-message acknowledgement times of the peer (seconds; HELLO acks while
+        #: sessions are held), sampled on every tunnel; trimmed by :meth:`status`.
+        self.ack_samples: list[float] = []
+        self._probe_at: float | None = None
         self.counters: dict[str, int] = {}
 
     @property
@@ -394,12 +403,25 @@ class LnsEmulator:
             best = heap[0][0]
         if self._held and (best is None or self._held[0][0] < best):
             best = self._held[0][0]
+        if self._probe_at is not None and (best is None or self._probe_at < best):
+            best = self._probe_at
         return best
+
+    def _probe(self, now: float) -> None:
+        """HELLO on every established tunnel (``hello_probe``); sent at once."""
+        self._probe_at = now + self.config.hello_probe
+        for t in list(self.endpoint.tunnels.values()):
+            if t.state is TunnelState.ESTABLISHED:
+                t.send_message(MessageType.HELLO, 0, [], now)
+                self._data_out.extend((d, t.peer) for d in t.datagrams_to_send(now))
+                self._count("hello-probes")
 
     def handle_timer(self, now: float) -> None:
         if self.dead:
             return
         self.endpoint.handle_timer(now)
+        if self._probe_at is not None and now >= self._probe_at:
+            self._probe(now)
         heap = self._heap
         due: list[_Call] = []
         while heap and heap[0][0] <= now:
@@ -424,6 +446,11 @@ class LnsEmulator:
             self._events.append(ev)
             if isinstance(ev, TunnelEstablished):
                 self._tunnel_peers[ev.tunnel_id] = (ev.peer, ev.peer_tunnel_id)
+                tunnel = self.endpoint.tunnels.get(ev.tunnel_id)
+                if tunnel is not None:
+                    tunnel.transport.ack_samples = self.ack_samples
+                if self.config.hello_probe > 0 and self._probe_at is None:
+                    self._probe_at = now + self.config.hello_probe
             elif isinstance(ev, SessionEstablished):
                 self._established(ev, now)
             elif isinstance(ev, SessionClosed):
@@ -533,4 +560,16 @@ class LnsEmulator:
             "address": self.own_address,
             "counters": dict(self.counters),
             "dead": self.dead,
+            "ack_ms": self.ack_stats(),
         }
+
+    def ack_stats(self) -> dict[str, float | int | None]:
+        """Acknowledgement latency of our control messages (ms) since the last call."""
+        samples = sorted(self.ack_samples)
+        self.ack_samples.clear()
+        n = len(samples)
+
+        def pick(p: float) -> float | None:
+            return round(samples[min(n - 1, int(p * n))] * 1000.0, 2) if n else None
+
+        return {"count": n, "p50": pick(0.5), "p99": pick(0.99), "max": pick(1.0)}

@@ -42,6 +42,9 @@ class LoadPlan:
     redial: bool = False
     #: Start index of the first subscriber (several generators on one setup).
     first_index: int = 0
+    #: Subscribers whose session was lost (not churned, not hung up by us) dial again
+    #: (mass redial after an LNS failure).
+    redial_lost: bool = False
 
     def __post_init__(self) -> None:
         if self.count < 0 or self.rate <= 0 or self.outstanding < 1:
@@ -98,6 +101,8 @@ class LoadReport:
     ping_failed: int
     realms: dict[str, int] = field(default_factory=dict)
     success: bool = False
+    #: CPE LCP echo round trips (ms) while up: count, p50, p99, max (``--echo-interval``).
+    echo_rtt_ms: dict[str, float | int | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +124,11 @@ class LoadReport:
             "latency ms: "
             + " ".join(f"{k}={ms(lat.get(k))}" for k in ("min", "p50", "p90", "p99", "max")),
         ]
+        if self.echo_rtt_ms.get("count"):
+            e = self.echo_rtt_ms
+            lines.append(
+                f"LCP echo rtt ms: n={e['count']} p50={e['p50']} p99={e['p99']} max={e['max']}"
+            )
         if self.pings_sent:
             lines.append(
                 f"pings: {self.pings_received}/{self.pings_sent} answered; "
@@ -254,6 +264,8 @@ class LoadGenerator:
                 self.ping_failed += 1
         if not churn:
             self.downs[reason] += 1
+            if self.plan.redial_lost:
+                self._redial.append(i)
         elif self.plan.redial:
             self._redial.append(i)
 
