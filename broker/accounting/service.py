@@ -13,6 +13,12 @@ and status: a duplicate the server treats as a retransmission).
 In ``interval`` spool mode the service checkpoints the spool every ``flush_interval`` seconds.
 Optionally (``nas`` + ``boot_id``) it sends Accounting-On at start and Accounting-Off at a
 clean stop (RFC 2866 section 5.1), waiting up to ``off_timeout`` for the Off to be acknowledged.
+
+Crash recovery (issue 9 item 4): at start, before Accounting-On and before any new call, the
+sessions the previous run left open in the spool (a Start and no Stop: the node was killed)
+get their Stop with Acct-Terminate-Cause NAS-Reboot and the last known usage
+(:meth:`Spool.close_open_sessions`). On by default when ``nas`` is given (the daemon);
+``recover_open_sessions`` overrides it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from broker.accounting.spool import Spool
 from broker.adapters.timer import EngineTimer
 from broker.radius.accounting import (
     AcctRecord,
+    AcctStatusType,
     NasInfo,
     accounting_off_record,
     accounting_on_record,
@@ -71,6 +78,7 @@ class AccountingService(Service):
         boot_id: str | None = None,
         off_timeout: float = 3.0,
         on_event: Callable[[Event], None] | None = None,
+        recover_open_sessions: bool | None = None,
     ) -> None:
         self.spool = spool
         self.engine = engine
@@ -82,6 +90,8 @@ class AccountingService(Service):
         self._boot_id = boot_id
         self._off_timeout = off_timeout
         self._on_event = on_event
+        self._recover = nas is not None if recover_open_sessions is None else recover_open_sessions
+        self.recovered_stops = 0
         self._port: Any = None  # IListeningPort + IUDPTransport.write
         self._timer = EngineTimer(engine, reactor, self._pump, name="accounting")
         self._fed_upto = 0
@@ -107,6 +117,15 @@ class AccountingService(Service):
         depth = self.spool.depth()
         if depth:
             _log.info("accounting: replaying {depth} spooled records", depth=depth)
+        if self._recover:
+            stops = self.spool.close_open_sessions(self._reactor.seconds())
+            self.recovered_stops = sum(1 for r in stops if r.status == AcctStatusType.STOP)
+            if stops:
+                _log.warn(
+                    "accounting: {n} sessions left open by the previous run: "
+                    "Stop with cause NAS-Reboot",
+                    n=self.recovered_stops,
+                )
         if self._nas is not None and self._boot_id is not None:
             self.submit(accounting_on_record(self._nas, self._boot_id, self._reactor.seconds()))
         self._pump()
@@ -168,6 +187,8 @@ class AccountingService(Service):
         age = self.spool.oldest_age(self._reactor.seconds())
         return {
             "depth": float(self.spool.depth()),
+            "open_sessions": float(self.spool.open_count()),
+            "recovered_stops": float(self.recovered_stops),
             "oldest_age": 0.0 if age is None else age,
             "acked": float(self.acked),
             "in_flight": float(self.engine.in_flight),

@@ -11,6 +11,14 @@ Records are written BEFORE they are sent and removed only when the server acknow
 
 ``append`` is idempotent per ``record_id``: submitting the same record again (a restarted
 producer that is not sure what it already handed over) returns the existing sequence number.
+
+Open sessions (issue 9 item 4): in the same transaction as the record, the spool keeps a
+durable table of what was started and not yet stopped -- a Start (RFC 2866) opens a row that
+Interim-Updates refresh and the Stop deletes; Tunnel-Link-Start/Stop and Tunnel-Start/Stop
+(RFC 2867) likewise. After a crash, :meth:`Spool.close_open_sessions` turns every row left over
+into its Stop (Acct-Terminate-Cause NAS-Reboot, the last known session time and counters, see
+:mod:`broker.accounting.recovery`) and spools those Stops, clearing the rows in the same
+transaction: a session gets exactly one Stop, and only a session that had a Start.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from broker.radius.accounting import AcctRecord
+from broker.accounting.recovery import open_key, reboot_stops
+from broker.radius.accounting import AcctRecord, AcctStatusType, AcctTerminateCause
 
 SyncMode = Literal["full", "interval"]
 
@@ -31,8 +40,25 @@ CREATE TABLE IF NOT EXISTS records (
     record_id TEXT NOT NULL UNIQUE,
     created REAL NOT NULL,
     payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS open_sessions (
+    key TEXT PRIMARY KEY,
+    status INTEGER NOT NULL,
+    updated REAL NOT NULL,
+    payload BLOB NOT NULL
 )
 """
+
+_OPENS = {
+    int(AcctStatusType.START),
+    int(AcctStatusType.TUNNEL_LINK_START),
+    int(AcctStatusType.TUNNEL_START),
+}
+_CLOSES = {
+    int(AcctStatusType.STOP),
+    int(AcctStatusType.TUNNEL_LINK_STOP),
+    int(AcctStatusType.TUNNEL_STOP),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +79,7 @@ class Spool:
         self._db = sqlite3.connect(str(self.path), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self.flush()
@@ -77,11 +103,51 @@ class Spool:
                     "SELECT seq FROM records WHERE record_id = ?", (r.record_id,)
                 ).fetchone()
                 seqs.append(int(row[0]))
+                self._track(cur, r)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
         return seqs
+
+    @staticmethod
+    def _track(cur: sqlite3.Cursor, r: AcctRecord) -> None:
+        """Keep the open-session table in step with the record (same transaction)."""
+        key = open_key(r)
+        if key is None:
+            return
+        if r.status in _OPENS:
+            cur.execute(
+                "INSERT OR IGNORE INTO open_sessions (key, status, updated, payload) "
+                "VALUES (?, ?, ?, ?)",
+                (key, r.status, r.created, r.to_bytes()),
+            )
+        elif r.status == AcctStatusType.INTERIM_UPDATE:
+            cur.execute(
+                "UPDATE open_sessions SET updated = ?, payload = ? WHERE key = ? AND updated <= ?",
+                (r.created, r.to_bytes(), key, r.created),
+            )
+        elif r.status in _CLOSES:
+            cur.execute("DELETE FROM open_sessions WHERE key = ?", (key,))
+
+    def open_sessions(self) -> list[AcctRecord]:
+        """The last record (Start or latest Interim) of everything started and not stopped."""
+        rows = self._db.execute("SELECT payload FROM open_sessions ORDER BY key").fetchall()
+        return [AcctRecord.from_bytes(bytes(p)) for (p,) in rows]
+
+    def open_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM open_sessions").fetchone()[0])
+
+    def close_open_sessions(
+        self, now: float, cause: AcctTerminateCause = AcctTerminateCause.NAS_REBOOT
+    ) -> list[AcctRecord]:
+        """Spool a Stop for every open session (and Tunnel-Link-Stop / Tunnel-Stop for open
+        links and tunnels); the rows are cleared in the same transaction. Call at start,
+        before any new session is started. Returns the Stops spooled."""
+        stops = reboot_stops(self.open_sessions(), now, cause)
+        if stops:
+            self.append_many(stops)
+        return stops
 
     def pending(self, limit: int | None = None, *, after: int = 0) -> list[SpooledRecord]:
         """Unacknowledged records, oldest first."""
