@@ -1,0 +1,187 @@
+"""The guest initramfs: busybox-static, the kernel modules and an ``/init`` that boots into the
+host's own root file system, shared read-only over 9p.
+
+Boot sequence inside the guest (``/init``, busybox ash):
+
+1. mount proc/sys/devtmpfs, ``insmod`` the modules in dependency order (``/modules.order``);
+2. mount the host root (9p tag ``hostroot``, read-only) on ``/host`` and build ``/newroot`` as
+   an overlay of it with a tmpfs upper layer, so the guest runs the host's binaries (pppd and
+   its pppoe plugin, xl2tpd, iperf3, python3, the project's ``.venv``) and may write anywhere
+   without touching the host; fresh tmpfs on ``/tmp`` and ``/run``, proc/sys/dev/devpts;
+3. mount the writable per-guest share (9p tag ``share``) at the SAME path as on the host
+   (``vmlab.share=`` on the kernel command line), so paths of configs, logs and results are
+   identical on both sides;
+4. ``exec`` busybox ``init`` (reaps orphans), which respawns the command agent
+   (:data:`AGENT`, chrooted into ``/newroot``, host ``/bin/sh``) on the virtio-serial port named
+   ``vmlab``.
+
+Agent protocol (one line each way): host sends ``<id> <base64 script>``; the agent runs the
+script with ``sh`` (stdin /dev/null, stdout+stderr to a file) and answers
+``R <id> <exit code> <base64 output>``. Background jobs are plain ``&`` in the script.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from ops.vm.kernel import CACHE_DIR, GUEST_MODULES, KernelImage, ensure_kernel
+
+__all__ = ["AGENT", "INIT", "READY_MARK", "build_initramfs", "cpio_newc"]
+
+READY_MARK = "vmlab: agent ready"
+FAIL_MARK = "vmlab: FATAL"
+
+INIT = r"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+fail() { echo "vmlab: FATAL: $*" > /dev/console; sleep 2; echo o > /proc/sysrq-trigger; }
+for m in $(cat /modules.order); do
+    insmod "/lib/modules/$m.ko" 2>/dev/console || echo "vmlab: insmod $m failed" > /dev/console
+done
+SHARE=
+NAME=guest
+for a in $(cat /proc/cmdline); do
+    case "$a" in
+        vmlab.share=*) SHARE="${a#vmlab.share=}" ;;
+        vmlab.name=*) NAME="${a#vmlab.name=}" ;;
+    esac
+done
+hostname "$NAME"
+mkdir -p /host /rw /newroot
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /host \
+    || fail "cannot mount the host root over 9p"
+mount -t tmpfs -o mode=755 rw /rw
+mkdir -p /rw/upper /rw/work
+mount -t overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work overlay /newroot \
+    || fail "cannot mount the overlay root"
+R=/newroot
+mount -t proc proc $R/proc
+mount -t sysfs sysfs $R/sys
+mount -t devtmpfs devtmpfs $R/dev
+mkdir -p $R/dev/pts $R/dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts $R/dev/pts
+ln -sf pts/ptmx $R/dev/ptmx 2>/dev/null
+mount -t tmpfs tmpfs $R/dev/shm
+mount -t tmpfs -o mode=1777 tmpfs $R/tmp
+mount -t tmpfs -o mode=755 tmpfs $R/run
+mkdir -p $R/run/lock $R/run/vmlab/cmd $R/var/log $R/var/lib
+if [ -n "$SHARE" ]; then
+    mkdir -p "$R$SHARE"
+    mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 share "$R$SHARE" \
+        || fail "cannot mount the share at $SHARE"
+fi
+echo "$NAME" > $R/etc/hostname
+printf '127.0.0.1 localhost\n127.0.1.1 %s\n' "$NAME" > $R/etc/hosts
+cp /agent.sh $R/run/vmlab/agent.sh
+chroot $R /sbin/ip link set lo up 2>/dev/null || ip link set lo up
+cat > /etc/inittab <<EOF
+::respawn:/bin/chroot $R /bin/sh /run/vmlab/agent.sh
+::ctrlaltdel:/bin/poweroff -f
+EOF
+exec /bin/busybox init
+"""
+
+AGENT = r"""#!/bin/sh
+# vmlab command agent (runs chrooted in the guest's root, host /bin/sh).
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH HOME=/root LANG=C.UTF-8
+PORT=
+for d in /sys/class/virtio-ports/*; do
+    [ "$(cat "$d/name" 2>/dev/null)" = vmlab ] && PORT=/dev/${d##*/}
+done
+if [ -z "$PORT" ]; then echo "vmlab: FATAL: no vmlab port" > /dev/console; sleep 5; exit 1; fi
+D=/run/vmlab/cmd
+mkdir -p $D
+echo "vmlab: agent ready" > /dev/console
+while :; do
+    # read gets EOF while the host side is not connected: reopen and retry.
+    exec 3<>"$PORT"
+    while IFS=' ' read -r id b64 <&3; do
+        [ -n "$id" ] || continue
+        printf '%s' "$b64" | base64 -d > $D/$id.sh
+        (cd / && exec sh $D/$id.sh) > $D/$id.out 2>&1 < /dev/null
+        rc=$?
+        { printf 'R %s %s ' "$id" "$rc"; base64 -w0 $D/$id.out; printf '\n'; } >&3
+        rm -f $D/$id.sh $D/$id.out
+    done
+    exec 3<&-
+    sleep 0.2
+done
+"""
+
+
+def _cpio_entry(out: io.BytesIO, ino: int, name: str, mode: int, data: bytes) -> None:
+    nb = name.encode() + b"\0"
+    hdr = "070701" + "".join(
+        f"{v:08x}" for v in (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nb), 0)
+    )
+    out.write(hdr.encode() + nb)
+    out.write(b"\0" * (-(110 + len(nb)) % 4))
+    out.write(data)
+    out.write(b"\0" * (-len(data) % 4))
+
+
+def cpio_newc(entries: Iterable[tuple[str, int, bytes]]) -> bytes:
+    """A ``newc`` cpio archive of ``(name, mode, data)``; mode includes the file type bits
+    (0o040000 directory, 0o100000 regular file, 0o120000 symlink with the target as data)."""
+    out = io.BytesIO()
+    ino = 1
+    for name, mode, data in entries:
+        _cpio_entry(out, ino, name, mode, data)
+        ino += 1
+    _cpio_entry(out, ino, "TRAILER!!!", 0, b"")
+    out.write(b"\0" * (-out.tell() % 512))
+    return out.getvalue()
+
+
+def _busybox() -> Path:
+    for cand in ("/bin/busybox", "/usr/bin/busybox"):
+        if Path(cand).exists():
+            return Path(cand)
+    found = shutil.which("busybox")
+    if found is None:
+        raise RuntimeError("busybox-static is not installed")
+    return Path(found)
+
+
+def build_initramfs(
+    kernel: KernelImage | None = None,
+    modules: Iterable[str] = GUEST_MODULES,
+    cache: Path | None = None,
+) -> Path:
+    """Build (or reuse from the cache) the initramfs for ``kernel``; return its path."""
+    kernel = kernel or ensure_kernel()
+    cache = Path(cache or CACHE_DIR)
+    busybox = _busybox().read_bytes()
+    mods = kernel.resolve(modules)
+    key = hashlib.sha256()
+    for part in (INIT, AGENT, kernel.version, *[m.name for m in mods]):
+        key.update(part.encode() + b"\0")
+    key.update(hashlib.sha256(busybox).digest())
+    path = cache / f"initramfs-{kernel.version}-{key.hexdigest()[:16]}.cpio.gz"
+    if path.exists():
+        return path
+    entries: list[tuple[str, int, bytes]] = [
+        (d, 0o040755, b"")
+        for d in ("bin", "sbin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "tmp")
+    ]
+    entries += [
+        ("bin/busybox", 0o100755, busybox),
+        ("bin/sh", 0o120777, b"busybox"),
+        ("init", 0o100755, INIT.encode()),
+        ("agent.sh", 0o100755, AGENT.encode()),
+        ("modules.order", 0o100644, "".join(f"{m.stem}\n" for m in mods).encode()),
+    ]
+    entries += [(f"lib/modules/{m.stem}.ko", 0o100644, m.read_bytes()) for m in mods]
+    tmp = path.with_suffix(f".tmp{id(entries)}")
+    tmp.write_bytes(gzip.compress(cpio_newc(entries), compresslevel=6, mtime=0))
+    tmp.rename(path)
+    return path
