@@ -44,6 +44,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from broker.dataplane.rings import (
+    TX_DATA,
+    TxRing,
+    attach_filter,
+    detach_filter,
+    l2tp_ring_filter,
+    l2tp_socket_filter,
+    open_packet_socket,
+)
 from broker.dataplane.userspace import ETH_P_PPP_SES, SendEthernet, SendL2tp
 from broker.wire import MacAddress
 
@@ -85,6 +94,13 @@ _DIRECT_HDR = 52
 _VNET_HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start/offset
 _U16 = struct.Struct("!H")
 _U16X2 = struct.Struct("!HH")
+_U32H = struct.Struct("=I")  # tpacket2_hdr.tp_len (host order)
+_PFX_LEN = struct.Struct("!18sH")  # Ethernet + PPPoE header up to LENGTH, then LENGTH
+_SEND_REQUEST = b"\x01\0\0\0"  # TP_STATUS_SEND_REQUEST
+#: Send buffer forced on the transmit-ring sockets: frames in flight are charged to it.
+TX_SNDBUF = 8 * 1024 * 1024
+ETH_P_IP = 0x0800
+SO_SNDBUFFORCE = 32  # asm-generic/socket.h (not in the socket module)
 
 
 class PacketRing:
@@ -178,11 +194,13 @@ class DirectPath:
     4.1: atomic datagrams); datagrams longer than ``mtu`` go the socket way.
     """
 
-    __slots__ = ("egress", "ip_sum", "mtu", "ph_sum", "sock", "template")
+    __slots__ = ("egress", "ip_sum", "mtu", "ph_sum", "sock", "template", "tx")
 
-    def __init__(self, egress: Egress, sock: Any) -> None:
+    def __init__(self, egress: Egress, sock: Any, tx: TxRing | None = None) -> None:
         self.egress = egress
         self.sock = sock
+        #: a transmit ring on ``sock``: the ring reader writes frames into it (one send/batch)
+        self.tx = tx
         self.mtu = egress.mtu
         src = ipaddress.IPv4Address(egress.src[0]).packed
         dst = ipaddress.IPv4Address(egress.dst[0]).packed
@@ -197,6 +215,20 @@ class DirectPath:
             + struct.pack("!BBHHHBBH4s4s", 0x45, 0, 0, 0, 0x4000, 64, 17, 0, src, dst)
             + struct.pack("!HHHH", egress.src[1], egress.dst[1], 0, 0)
         )
+
+    def headers(self, m: Any, hs: int, udp_len: int) -> None:
+        """Write the virtio_net_hdr + Ethernet + IPv4 + UDP headers (52 octets) at ``m[hs:]``
+        for a UDP datagram of ``udp_len`` octets (header included)."""
+        m[hs : hs + _DIRECT_HDR] = self.template
+        x = self.ip_sum + udp_len + 20
+        x = (x & 0xFFFF) + (x >> 16)
+        x = (x & 0xFFFF) + (x >> 16)
+        y = self.ph_sum + udp_len
+        y = (y & 0xFFFF) + (y >> 16)
+        y = (y & 0xFFFF) + (y >> 16)
+        _U16.pack_into(m, hs + 26, udp_len + 20)
+        _U16.pack_into(m, hs + 34, ~x & 0xFFFF)
+        _U16X2.pack_into(m, hs + 48, udp_len, y)
 
     def send(self, m: Any, view: memoryview, start: int, end: int) -> None:
         """Send the L2TP datagram at ``m[start:end]``; ``m[start - 52:start]`` is scratch."""
@@ -213,6 +245,32 @@ class DirectPath:
         _U16.pack_into(m, hs + 34, ~x & 0xFFFF)
         _U16X2.pack_into(m, hs + 48, udp_len, y)
         self.sock.send(view[hs:end])
+
+
+def _drain(sock: Any) -> None:
+    """Read and drop what is queued on a non-blocking socket."""
+    for _ in range(100000):
+        try:
+            sock.recv(65535)
+        except OSError:  # BlockingIOError: empty
+            return
+
+
+class _RingReader:
+    """A reactor read descriptor (duck-typed IReadDescriptor) for a ring socket."""
+
+    def __init__(self, sock: Any, read: Callable[[], None]) -> None:
+        self.sock = sock
+        self.doRead = read
+
+    def fileno(self) -> int:
+        return int(self.sock.fileno())
+
+    def connectionLost(self, reason: Any) -> None:  # Twisted's name
+        pass
+
+    def logPrefix(self) -> str:  # Twisted's name
+        return "l2tp-ring"
 
 
 def open_egress_socket(interface: str) -> socket.socket:
@@ -297,6 +355,8 @@ class FastEntry:
     direct: DirectPath | None = None
     #: the AF_PACKET socket of ``interface`` once bound (:meth:`FastSplice.bind_ethernet`)
     eth_sock: Any = None
+    #: a transmit ring on ``interface`` (:meth:`FastSplice.bind_ethernet_tx`), if any
+    eth_tx: TxRing | None = None
 
 
 class FastSplice:
@@ -333,6 +393,16 @@ class FastSplice:
         #: interface -> {our MAC + frame[6:18] key -> entry}: what the ring reader looks up
         self._ring_keys: dict[str, dict[bytes, FastEntry]] = {}
         self._own_socks: list[Any] = []
+        #: interface -> transmit ring for subscriber-bound frames
+        self._eth_tx: dict[str, TxRing] = {}
+        self._tx_rings: list[TxRing] = []
+        #: whether :meth:`set_egress` puts a transmit ring on the sockets it opens
+        self.tx_ring = False
+        #: the L2TP data receive ring, its reader (registered with the reactor) and filters
+        self._l2tp_ring: PacketRing | None = None
+        self._l2tp_reader: Any = None
+        self._filtered: list[Any] = []
+        self._l2tp_reactor: Any = None
         self.counters: dict[str, int] = {
             "unknown_downstream": 0,
             "malformed_downstream": 0,
@@ -344,6 +414,19 @@ class FastSplice:
             "callback_errors": 0,
             "truncated_frames": 0,
             "direct_tx_errors": 0,
+            "tx_ring_full": 0,
+            "tx_flush_errors": 0,
+        }
+
+    @property
+    def features(self) -> dict[str, bool]:
+        """What :meth:`install` / :meth:`set_egress` put in place (for logs and tests)."""
+        return {
+            "pppoe_rx_ring": bool(self._rings),
+            "pppoe_tx_ring": bool(self._eth_tx),
+            "l2tp_rx_ring": self._l2tp_ring is not None,
+            "direct_egress": bool(self._direct),
+            "direct_tx_ring": any(p.tx is not None for p in self._direct.values()),
         }
 
     # -- table (UserspaceSplice API) -----------------------------------------------------------
@@ -381,6 +464,7 @@ class FastSplice:
             c=[0, 0, 0, 0],
             direct=self._direct.get((str(peer[0]), int(peer[1]))),
             eth_sock=self._eth_socks.get(interface),
+            eth_tx=self._eth_tx.get(interface),
         )
         key = self._up_key(mac, pppoe_session_id)
         self._up.setdefault(interface, {})[key] = entry
@@ -441,6 +525,40 @@ class FastSplice:
             entry.eth_sock = sock
             keys[local + key] = entry
 
+    def bind_ethernet_tx(self, interface: str, tx: TxRing | None) -> None:
+        """Write subscriber-bound frames on ``interface`` into the transmit ring ``tx`` (one
+        ``send`` per batch); None goes back to one ``send`` per frame."""
+        if tx is None:
+            self._eth_tx.pop(interface, None)
+        else:
+            self._eth_tx[interface] = tx
+            if tx not in self._tx_rings:
+                self._tx_rings.append(tx)
+        for entry in self._up.get(interface, {}).values():
+            entry.eth_tx = tx
+
+    def _open_tx(self, interface: str, *, vnet_hdr: bool = False) -> TxRing:
+        """A send-only AF_PACKET socket on ``interface`` with a :class:`TxRing` (root)."""
+        sock = open_packet_socket(interface, vnet_hdr=vnet_hdr)
+        try:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, TX_SNDBUF)
+            tx = TxRing(sock)
+        except (OSError, ValueError):
+            sock.close()
+            raise
+        self._own_socks.append(sock)
+        self._tx_rings.append(tx)
+        return tx
+
+    def _flush_tx(self) -> None:
+        for tx in self._tx_rings:
+            if tx.pending:
+                try:
+                    tx.flush()
+                except OSError:
+                    self.counters["tx_flush_errors"] += 1
+
     def set_egress(self, egress: Egress | None, sock: Any = None, *, peer: Any = None) -> None:
         """Write datagrams to ``egress.dst`` directly on ``sock`` (see :class:`DirectPath`).
 
@@ -456,10 +574,15 @@ class FastSplice:
                     if entry.peer == key:
                         entry.direct = None
             return
+        tx: TxRing | None = None
+        if sock is None and self.tx_ring:
+            with contextlib.suppress(OSError, ValueError):
+                tx = self._open_tx(egress.interface, vnet_hdr=True)
+                sock = tx.sock
         if sock is None:
             sock = open_egress_socket(egress.interface)
             self._own_socks.append(sock)
-        path = DirectPath(egress, sock)
+        path = DirectPath(egress, sock, tx)
         self._direct[egress.dst] = path
         for entry in self._by_call.values():
             if entry.peer == egress.dst:
@@ -497,7 +620,10 @@ class FastSplice:
             self.counters["malformed_downstream"] += 1
             return False
         buf[_HEADROOM : _HEADROOM + n] = data
-        return self._downstream_at(n)
+        done = self._downstream_at(n)
+        if self._tx_rings:
+            self._flush_tx()
+        return done
 
     def _out_l2tp(self, data: Any, peer: tuple[str, int]) -> None:
         sock = self._l2tp_sock
@@ -552,8 +678,28 @@ class FastSplice:
         c = entry.c
         c[2] += length
         c[3] += 1
+        self._send_down(entry, pos, end)
+
+    def _send_down(self, entry: FastEntry, pos: int, end: int) -> None:
+        """:meth:`_deliver` without the counters (``buf[pos - 20:pos]`` is scratch)."""
+        length = end - pos
         prefix = entry.eth_prefix
         sock = self._eth_socks.get(entry.interface)
+        tx = entry.eth_tx
+        if prefix is not None and tx is not None and length + 20 <= tx.data_max:
+            tm = tx.map
+            toff = tx.index * tx.frame_size
+            if not tm[toff] & 7:
+                d = toff + TX_DATA
+                _PFX_LEN.pack_into(tm, d, prefix, length)
+                tm[d + 20 : d + 20 + length] = self._buf[pos:end]
+                _U32H.pack_into(tm, toff + 4, length + 20)
+                tm[toff : toff + 4] = _SEND_REQUEST
+                tx.index = (tx.index + 1) % tx.frame_nr
+                tx.pending += 1
+                return
+            self.counters["tx_ring_full"] += 1
+            self._flush_tx()  # keep the order: what is queued goes first
         if prefix is None or sock is None:
             frame = _PPPOE_HDR.pack(0x11, 0, entry.pppoe_session_id, length) + bytes(
                 self._buf[pos:end]
@@ -688,7 +834,24 @@ class FastSplice:
                         start = base + 12
                         m[start : base + 20] = entry.up_header
                     direct = entry.direct
+                    tx = None if direct is None else direct.tx
                     if (
+                        tx is not None
+                        and end - start + _DIRECT_HDR <= tx.data_max
+                        and end - start + 28 <= direct.mtu  # type: ignore[union-attr]
+                        and not tx.map[tx.index * tx.frame_size] & 7
+                    ):
+                        tm = tx.map
+                        toff = tx.index * tx.frame_size
+                        d = toff + TX_DATA
+                        dlen = end - start
+                        direct.headers(tm, d, dlen + 8)  # type: ignore[union-attr]
+                        tm[d + _DIRECT_HDR : d + _DIRECT_HDR + dlen] = m[start:end]
+                        _U32H.pack_into(tm, toff + 4, dlen + _DIRECT_HDR)
+                        tm[toff : toff + 4] = _SEND_REQUEST
+                        tx.index = (tx.index + 1) % tx.frame_nr
+                        tx.pending += 1
+                    elif (
                         direct is not None
                         and start - _DIRECT_HDR >= off + _SLOT_META
                         and end - start + 28 <= direct.mtu
@@ -711,6 +874,8 @@ class FastSplice:
             if idx == nr:
                 idx = 0
         ring.index = idx
+        if self._tx_rings:
+            self._flush_tx()
         return read
 
     def _fallback_bytes(self, fallback: Callable[[bytes], None] | None, frame: bytes) -> None:
@@ -787,6 +952,9 @@ class FastSplice:
             c = entry.c
             c[2] += length
             c[3] += 1
+            if entry.eth_tx is not None:
+                self._send_down(entry, 28, end)
+                continue
             buf[8:26] = prefix
             buf[26] = length >> 8
             buf[27] = length & 0xFF
@@ -794,6 +962,8 @@ class FastSplice:
                 eth.send(mv[8:end])
             except OSError:
                 counters["eth_tx_errors"] += 1
+        if self._tx_rings:
+            self._flush_tx()
         if seen and on_tunnels is not None:
             try:
                 on_tunnels(seen)
@@ -801,8 +971,137 @@ class FastSplice:
                 counters["callback_errors"] += 1
         return read
 
+    def read_l2tp_ring(
+        self,
+        ring: PacketRing,
+        on_tunnels: Callable[[set[int]], None] | None = None,
+        budget: int | None = None,
+    ) -> int:
+        """Splice the L2TP data messages queued on ``ring`` (see :meth:`open_l2tp_ring`).
+
+        Each slot holds an Ethernet frame with an IPv4/UDP datagram the ring filter accepted
+        (data message to our address and port, unfragmented); the UDP length, not the slot
+        length, bounds the message (short frames are padded). Same splicing, counters and
+        ``on_tunnels`` as :meth:`read_l2tp`.
+        """
+        m = ring.map
+        fs = ring.frame_size
+        nr = ring.frame_nr
+        idx = ring.index
+        buf = self._buf
+        down8 = self._down8
+        counters = self.counters
+        unpack_hdr = _TP2_HDR.unpack_from
+        pack_pfx = _PFX_LEN.pack_into
+        pack_len = _U32H.pack_into
+        seen: set[int] = set()
+        seen_add = seen.add
+        read = 0
+        limit = self.budget if budget is None else budget
+        while read < limit:
+            off = idx * fs
+            if not m[off] & TP_STATUS_USER:
+                break
+            status, _, snap, mac = unpack_hdr(m, off)
+            base = off + mac
+            read += 1
+            u = base + 14 + ((m[base + 14] & 15) << 2)  # the UDP header
+            a = u + 8  # the L2TP header
+            n = ((m[u + 4] << 8) | m[u + 5]) - 8
+            if status & TP_STATUS_COPY or n < 1 or a + n > base + snap:
+                counters["truncated_frames"] += 1
+                if status & TP_STATUS_COPY:
+                    with contextlib.suppress(OSError):
+                        ring.sock.recv(65535)
+            else:
+                entry = down8.get(m[a : a + 8]) if n >= 8 else None
+                if entry is None:  # header bits, no FF 03, unknown: the general parser
+                    buf[_HEADROOM : _HEADROOM + n] = m[a : a + n]
+                    self._downstream_at(n)
+                else:
+                    seen_add(entry.tunnel_id)
+                    length = n - 8
+                    c = entry.c
+                    c[2] += length
+                    c[3] += 1
+                    tx = entry.eth_tx
+                    prefix = entry.eth_prefix
+                    if (
+                        tx is not None
+                        and prefix is not None
+                        and length + 20 <= tx.data_max
+                        and not tx.map[tx.index * fs] & 7
+                    ):
+                        tm = tx.map
+                        toff = tx.index * tx.frame_size
+                        d = toff + TX_DATA
+                        pack_pfx(tm, d, prefix, length)
+                        tm[d + 20 : d + 20 + length] = m[a + 8 : a + n]
+                        pack_len(tm, toff + 4, length + 20)
+                        tm[toff : toff + 4] = _SEND_REQUEST
+                        tx.index = (tx.index + 1) % tx.frame_nr
+                        tx.pending += 1
+                    else:
+                        buf[28 : 28 + length] = m[a + 8 : a + n]
+                        self._send_down(entry, 28, 28 + length)
+            m[off : off + 4] = _ZERO32
+            idx += 1
+            if idx == nr:
+                idx = 0
+        ring.index = idx
+        if self._tx_rings:
+            self._flush_tx()
+        if seen and on_tunnels is not None:
+            try:
+                on_tunnels(seen)
+            except Exception:
+                counters["callback_errors"] += 1
+        return read
+
+    def open_l2tp_ring(self, usock: Any) -> PacketRing | None:
+        """Split the L2TP port of ``usock`` (a UDP socket bound to one IPv4 address) between an
+        AF_PACKET receive ring for data messages and the socket for the rest (root).
+
+        The ring socket (all interfaces, ETH_P_IP) gets :func:`l2tp_ring_filter`, the UDP
+        socket :func:`l2tp_socket_filter` once the ring is mapped. None (and nothing changed)
+        when the socket is not bound to a unicast IPv4 address or the kernel refuses.
+        """
+        try:
+            addr, port = usock.getsockname()[:2]
+            if usock.family != socket.AF_INET or addr in ("0.0.0.0", ""):
+                return None
+        except (OSError, AttributeError, ValueError):
+            return None
+        try:
+            rsock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+        except OSError:
+            return None
+        try:
+            rsock.setblocking(False)
+            attach_filter(rsock, l2tp_ring_filter(addr, port))
+            _drain(rsock)  # what arrived before the filter
+            pring = PacketRing(rsock, reserve=0)
+            _drain(rsock)  # what the filter let in before the ring
+            attach_filter(usock, l2tp_socket_filter())
+        except (OSError, ValueError):
+            detach_filter(usock)
+            rsock.close()
+            return None
+        self._filtered.append(usock)
+        self._own_socks.append(rsock)
+        self._l2tp_ring = pring
+        return pring
+
     # -- wiring into the Twisted adapters ----------------------------------------------------
-    def install(self, raw_port: Any, l2tp_adapter: Any, *, ring: bool = True) -> None:
+    def install(
+        self,
+        raw_port: Any,
+        l2tp_adapter: Any,
+        *,
+        ring: bool = True,
+        tx_ring: bool = True,
+        l2tp_ring: bool = True,
+    ) -> None:
         """Take over the hot reads of a started ``RawEthernetPort`` and ``L2tpUdpAdapter``.
 
         For every PPPoE session socket of ``raw_port`` the reader's ``doRead`` becomes
@@ -811,9 +1110,17 @@ class FastSplice:
         messages handed to the adapter's ``datagramReceived``. Sends use the same sockets.
         With ``ring`` (default) each session socket gets a :class:`PacketRing` (TPACKET_V2
         PACKET_RX_RING) and is read without a system call per frame; if the kernel refuses the
-        ring the socket is read with ``recv_into``. Either adapter may be None.
-        :meth:`uninstall` restores the original readers.
+        ring the socket is read with ``recv_into``. With ``tx_ring`` (default) subscriber-bound
+        frames, and direct-egress datagrams (:meth:`set_egress`), are written into a
+        :class:`~broker.dataplane.rings.TxRing` on a send-only AF_PACKET socket per interface
+        and sent with one system call per batch. With ``l2tp_ring`` (default) and an L2TP socket
+        bound to one IPv4 address, data messages are read from an AF_PACKET receive ring
+        (:meth:`open_l2tp_ring`, registered with the adapter's reactor) and only control
+        messages reach the UDP socket. Every ring the kernel refuses (no CAP_NET_RAW, say) is
+        skipped: the socket paths stay. Either adapter may be None. :meth:`uninstall` restores
+        the original readers. ``features`` tells what was installed.
         """
+        self.tx_ring = tx_ring
         if l2tp_adapter is not None and getattr(l2tp_adapter, "listening", None) is not None:
             port = l2tp_adapter.listening
             usock = port.socket
@@ -825,11 +1132,26 @@ class FastSplice:
                 self.read_l2tp(usock, on_control, None, on_tunnels)
 
             self._hook(port, read_udp)
+            reactor = getattr(l2tp_adapter, "reactor", None)
+            if l2tp_ring and reactor is not None:
+                pring_l2tp = self.open_l2tp_ring(usock)
+                if pring_l2tp is not None:
+                    ring_l2tp = pring_l2tp
+
+                    def read_l2tp_ring() -> None:
+                        self.read_l2tp_ring(ring_l2tp, on_tunnels)
+
+                    self._l2tp_reader = _RingReader(pring_l2tp.sock, read_l2tp_ring)
+                    reactor.addReader(self._l2tp_reader)
+                    self._l2tp_reactor = reactor
         if raw_port is not None:
             for (ifname, ethertype), reader in list(raw_port._readers.items()):
                 if ethertype != ETH_P_PPP_SES:
                     continue
                 self.bind_ethernet(ifname, reader.sock, bytes(raw_port.local_mac[ifname]))
+                if tx_ring and ifname not in self._eth_tx:
+                    with contextlib.suppress(OSError, ValueError):
+                        self.bind_ethernet_tx(ifname, self._open_tx(ifname))
                 pring: PacketRing | None = None
                 if ring:
                     try:
@@ -903,6 +1225,22 @@ class FastSplice:
             else:
                 target.doRead = previous
         self._hooks.clear()
+        if self._l2tp_reader is not None:
+            with contextlib.suppress(Exception):
+                self._l2tp_reactor.removeReader(self._l2tp_reader)
+            self._l2tp_reader = None
+        for usock in self._filtered:
+            detach_filter(usock)
+        self._filtered.clear()
+        if self._l2tp_ring is not None:
+            self._l2tp_ring.close()
+            self._l2tp_ring = None
+        for interface in list(self._eth_tx):
+            self.bind_ethernet_tx(interface, None)
+        for tx in self._tx_rings:
+            with contextlib.suppress(OSError):
+                tx.close()
+        self._tx_rings.clear()
         for pring in self._rings:
             pring.close()
         self._rings.clear()

@@ -238,8 +238,10 @@ def fwd_twisted(a: argparse.Namespace, cpe_mac: bytes, peer: tuple[str, int]) ->
         l2tp.start()
         raw.startService()
         if a.impl.startswith("fast"):
-            splice.install(raw, l2tp, ring=a.impl != "fast-recv")
-        if a.impl == "fast-direct":
+            rings = a.impl.startswith("fast-ring")
+            splice.install(raw, l2tp, ring=a.impl != "fast-recv", tx_ring=rings, l2tp_ring=rings)
+            print(json.dumps(splice.features), file=sys.stderr, flush=True)
+        if a.impl in ("fast-direct", "fast-ring-direct"):
             egress = linux_egress(peer, (BRK_IP, L2TP_PORT))
             if egress is None:
                 print("no layer-2 path to the LNS", flush=True)
@@ -326,8 +328,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--role", default="main", choices=["main", "fwd", "gen-pppoe", "gen-l2tp"])
     p.add_argument(
-        "--impl", default="fast", choices=["loop", "twisted", "fast", "fast-recv", "fast-direct"]
-    )
+        "--impl",
+        default="fast",
+        choices=["loop", "twisted", "fast", "fast-recv", "fast-direct", "fast-ring",
+                 "fast-ring-direct"],
+    )  # fmt: skip
     p.add_argument("--direction", default="both", choices=["up", "down", "both"])
     p.add_argument("--ifname", default="")
     p.add_argument("--cpe-mac", default="")
