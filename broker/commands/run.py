@@ -8,13 +8,15 @@ Accounting-Off). SIGHUP: reload realm policies. Exit codes: 0 clean, 2 configura
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import Any
 
 from broker.config.loader import ConfigError, load_config
-from broker.config.model import SecretError
+from broker.config.model import BrokerConfig, SecretError
 
 
 def register(sub: Any) -> None:
@@ -47,12 +49,33 @@ def setup_logging(fmt: str, level: str) -> None:
     globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=False)
 
 
+def inline_secret_warning(cfg: BrokerConfig, path: Path) -> str | None:
+    """A warning when ``path`` holds secrets inline and others may read it, else None."""
+    inline = [key for key, secret in cfg.secrets() if secret.kind == "value"]
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if not inline or not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return None
+    return (
+        f"l2tp-broker: warning: {path} is readable by group/others (mode "
+        f"{stat.S_IMODE(mode):o}) and holds secrets inline ({', '.join(inline)}); fix: chmod 600 "
+        f"{path}, or move them to files (secret: file:/etc/l2tp-broker/NAME.secret, mode 0600)"
+    )
+
+
 def handle(args: argparse.Namespace) -> int:
+    # Everything the daemon creates (state dir, accounting spool, control socket) is private.
+    os.umask(0o077)
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
         print(f"l2tp-broker: configuration error: {exc}", file=sys.stderr)
         return 2
+    warning = inline_secret_warning(cfg, Path(args.config))
+    if warning is not None:
+        print(warning, file=sys.stderr)
     from twisted.internet import reactor as default_reactor
 
     from broker.policy.loader import PolicyError

@@ -153,6 +153,14 @@ def load_config(path: Path | str) -> BrokerConfig:
                 "control",
                 f"expected HOST:PORT or unix:/path, got {ctl!r}; fix: control: 127.0.0.1:8081",
             )
+        if not ctl.startswith("unix:") and not _loopback(ctl.rpartition(":")[0]):
+            f.fail(
+                m["control"][1],
+                "control",
+                f"the control API has no authentication, so it listens only on loopback or a "
+                f"unix socket, got {ctl!r}; fix: control: unix:/run/l2tp-broker/control.sock "
+                "(or 127.0.0.1:8081; reach it remotely through SSH)",
+            )
         kw["control"] = ctl
     if "log" in m:
         lg = f.mapping(m["log"][1], "log", LOG_KEYS, "log settings")
@@ -171,6 +179,16 @@ def load_config(path: Path | str) -> BrokerConfig:
             "a servers: list with name, address, port and secret",
         )
     return cfg
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _path(base: Path, text: str) -> Path:

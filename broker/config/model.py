@@ -48,7 +48,16 @@ class Secret:
                 f"{self.where}: secret file {path} is readable by group/others "
                 f"(mode {stat.S_IMODE(st.st_mode):o}); fix: chmod 600 {path}"
             )
-        return data.rstrip(b"\r\n")
+        if st.st_uid not in (0, os.geteuid()):
+            raise SecretError(
+                f"{self.where}: secret file {path} belongs to uid {st.st_uid}, not to the "
+                f"daemon's user (uid {os.geteuid()}) or root, so someone else can change it; "
+                f"fix: chown {os.geteuid()} {path}"
+            )
+        secret = data.rstrip(b"\r\n")
+        if not secret:
+            raise SecretError(f"{self.where}: secret file {path} is empty; fix: write the secret")
+        return secret
 
 
 def parse_secret(text: str, where: str) -> Secret:
@@ -144,6 +153,23 @@ class BrokerConfig:
     control: str = "127.0.0.1:8081"
     log_format: str = "text"
     log_level: str = "info"
+
+    def secrets(self) -> list[tuple[str, Secret]]:
+        """Every configured secret with the key that names it (never its value)."""
+        out: list[tuple[str, Secret]] = []
+        if self.pppoe.cookie_secret is not None:
+            out.append(("pppoe.cookie_secret", self.pppoe.cookie_secret))
+        for key, servers in (
+            ("radius.servers", self.radius.servers),
+            ("radius.accounting_servers", self.radius.accounting_servers),
+        ):
+            out += [(f"{key}[{i}].secret", s.secret) for i, s in enumerate(servers)]
+        out += [
+            (f"radius.dynauth.clients[{i}].secret", c.secret)
+            for i, c in enumerate(self.radius.dynauth_clients)
+        ]
+        out += [(f"lns_secrets.{name}", secret) for name, secret in self.lns_secrets]
+        return out
 
     def resolve_lns_secret(self, ref: str) -> bytes | None:
         """Resolve a policy ``secret_ref``: env:NAME, file:/path or a name in lns_secrets."""

@@ -3,9 +3,11 @@ and /metrics, reloads policies on SIGHUP, stops cleanly on SIGTERM, refuses bad 
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +111,60 @@ def test_check_exits_nonzero_with_reason(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 1
     assert "isp-b.example.yaml:2" in proc.stderr and "YAML syntax error" in proc.stderr
+
+
+def test_private_files_and_inline_secret_warning(tmp_path: Path) -> None:
+    path, _ = write_config(tmp_path)
+    sock = tmp_path / "ctl" / "control.sock"
+    sock.parent.mkdir()
+    os.chmod(sock.parent, 0o755)
+    path.write_text(path.read_text().replace(_control_line(path), f"control: unix:{sock}"))
+    os.chmod(path, 0o644)
+    proc = start(path)
+    try:
+        client = ControlClient(f"unix:{sock}", timeout=2)
+
+        def up() -> bool:
+            try:
+                return bool(client.get("/status"))
+            except ControlError:
+                return False
+
+        assert poll(up, 20), "control API never answered"
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0, out
+    assert f"warning: {path} is readable by group/others (mode 644)" in out
+    assert "radius.servers[0].secret" in out and "chmod 600" in out
+    assert "s3cr3t-radius" not in out
+
+
+def test_group_readable_secret_file_is_refused(tmp_path: Path) -> None:
+    path, _ = write_config(tmp_path)
+    secret = tmp_path / "radius.secret"
+    secret.write_text("s3cr3t-radius\n")
+    os.chmod(secret, 0o640)
+    path.write_text(path.read_text().replace("secret: s3cr3t-radius", f'secret: "file:{secret}"'))
+    proc = start(path)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 2, out
+    assert f"secret file {secret} is readable by group/others (mode 640)" in out
+    assert f"fix: chmod 600 {secret}" in out
+    assert "s3cr3t-radius" not in out
+    os.chmod(secret, 0o600)
+    assert "readable by group" not in (inline := _warning(path)), inline
+
+
+def _control_line(path: Path) -> str:
+    return next(line for line in path.read_text().splitlines() if line.startswith("control:"))
+
+
+def _warning(path: Path) -> str:
+    from broker.commands.run import inline_secret_warning
+    from broker.config import load_config
+
+    return inline_secret_warning(load_config(path), path) or ""

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from broker.config import ConfigError, load_config
-from broker.config.model import SecretError
+from broker.config.model import Secret, SecretError
 
 GOOD = """\
 node_id: lac-7
@@ -128,3 +128,72 @@ def test_secret_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert cfg.pppoe.cookie_secret.resolve() == b"c00kie"
     with pytest.raises(SecretError, match="lns_secrets has no entry 'lns-z'"):
         cfg.resolve_lns_secret("lns-z")
+
+
+@pytest.mark.parametrize(
+    "control",
+    ["127.0.0.1:8081", "[::1]:8081", "localhost:8081", "127.0.0.53:9", "unix:/run/x.sock"],
+)
+def test_control_on_loopback_or_unix_socket(tmp_path: Path, control: str) -> None:
+    cfg = load_config(write(tmp_path, f"control: {control!r}\n"))
+    assert cfg.control == control
+
+
+@pytest.mark.parametrize("control", ["0.0.0.0:8081", "198.51.100.1:8081", "[::]:8081", "lac:80"])
+def test_control_elsewhere_is_refused(tmp_path: Path, control: str) -> None:
+    path = write(tmp_path, f"control: {control!r}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key_path == "control" and info.value.line == 1
+    assert "no authentication" in str(info.value) and "fix: control: unix:" in str(info.value)
+
+
+def _secret_cfg(tmp_path: Path, secret_file: Path) -> Secret:
+    text = GOOD.replace("file:/nonexistent/acct.secret", f"file:{secret_file}")
+    return load_config(write(tmp_path, text)).radius.accounting_servers[0].secret
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o620, 0o602, 0o610, 0o601])
+def test_secret_file_with_any_group_or_other_bit_is_refused(tmp_path: Path, mode: int) -> None:
+    f = tmp_path / "radius.secret"
+    f.write_text("s3cr3t\n")
+    os.chmod(f, mode)
+    secret = _secret_cfg(tmp_path, f)
+    with pytest.raises(SecretError) as info:
+        secret.resolve()
+    assert f"mode {mode:o}" in str(info.value) and f"chmod 600 {f}" in str(info.value)
+    assert "s3cr3t" not in str(info.value)
+    os.chmod(f, 0o400)
+    assert secret.resolve() == b"s3cr3t"
+
+
+def test_secret_file_owned_by_someone_else_or_empty_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "radius.secret"
+    f.write_text("s3cr3t\n")
+    os.chmod(f, 0o600)
+    secret = _secret_cfg(tmp_path, f)
+    if os.geteuid() == 0:  # root may give the file away to test the ownership rule
+        os.chown(f, 65534, 65534)
+        with pytest.raises(SecretError, match="belongs to uid 65534"):
+            secret.resolve()
+        os.chown(f, 0, 0)
+    f.write_text("\n")
+    with pytest.raises(SecretError, match="is empty"):
+        secret.resolve()
+    f.unlink()
+    with pytest.raises(SecretError, match="cannot read secret file"):
+        secret.resolve()
+
+
+def test_secrets_lists_every_configured_secret_without_values(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD))
+    keys = [k for k, _ in cfg.secrets()]
+    assert keys == [
+        "pppoe.cookie_secret",
+        "radius.servers[0].secret",
+        "radius.accounting_servers[0].secret",
+        "radius.dynauth.clients[0].secret",
+        "lns_secrets.lns-a",
+    ]
+    for value in ("testing123", "dynsecret", "tunnelsecret"):
+        assert value not in repr(cfg.secrets())
