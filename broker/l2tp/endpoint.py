@@ -12,6 +12,14 @@ datagram, writes what :meth:`L2tpEndpoint.datagrams_to_send` returns, re-arms on
 - Timers: a heap of (deadline, tunnel id) with lazy deletion; output: a set of tunnels with
   pending datagrams. Receiving and sending cost O(1) dictionary work per message.
 - Malformed input is counted in :attr:`L2tpEndpoint.counters` and dropped; nothing raises.
+- Stale tunnels (issue 9 item 4): after a restart the LNS still sends HELLOs, CDNs and
+  retransmissions on tunnels this process never knew. A control message (not a ZLB, not a
+  StopCCN) for an unknown non-zero Tunnel ID is answered with a StopCCN (result 2, error 1 "no
+  control connection exists", RFC 2661 4.4.2) sent with Tunnel ID 0 and the unknown id in the
+  Assigned Tunnel ID AVP, which is how a peer identifies the tunnel when the sender does not
+  know the peer's id (RFC 2661 4.4.3, 5.7 Assigned Tunnel ID). Ns/Nr are taken from the
+  stale message (its Nr is the Ns the peer expects). Rate-limited per (peer, tunnel id) and
+  globally (``stale_interval``, ``stale_per_second``); on by default in the LAC role only.
 """
 
 from __future__ import annotations
@@ -27,10 +35,12 @@ from broker.l2tp.avps import (
     UnknownMessageType,
     parse_uint16,
     parse_uint64,
+    result_code_avp,
+    uint16_avp,
 )
-from broker.l2tp.codec import ControlMessage, decode_control, peek_header
+from broker.l2tp.codec import ControlMessage, decode_control, encode_control, peek_header
 from broker.l2tp.config import CallParams, TunnelConfig
-from broker.l2tp.constants import AvpType, MessageType
+from broker.l2tp.constants import AvpType, ErrorCode, MessageType, StopCcnResult
 from broker.l2tp.events import L2tpEvent, Peer, TunnelClosed
 from broker.l2tp.session import SessionPolicy
 from broker.l2tp.tunnel import TunnelConnection, TunnelPolicy
@@ -51,6 +61,9 @@ class L2tpEndpoint:
         lns_policy: SessionPolicy | None = None,
         lns_tunnel_policy: TunnelPolicy | None = None,
         strict: bool = False,
+        stale_stopccn: bool | None = None,
+        stale_interval: float = 1.0,
+        stale_per_second: float = 50.0,
     ) -> None:
         self._rand = rand_bytes
         self.lns_config = lns_config
@@ -66,6 +79,14 @@ class L2tpEndpoint:
         self._scheduled: dict[int, float] = {}
         self._dirty: dict[int, None] = {}
         self._events: deque[L2tpEvent] = deque()
+        #: answer control messages on unknown tunnels with a StopCCN (see module docstring)
+        self.stale_stopccn = lns_config is None if stale_stopccn is None else stale_stopccn
+        self.stale_interval = stale_interval
+        self.stale_per_second = stale_per_second
+        self._stale_seen: dict[tuple[Peer, int], float] = {}
+        self._stale_tokens = stale_per_second
+        self._stale_at = 0.0
+        self._stale_out: list[tuple[bytes, Peer]] = []
         self.counters: dict[str, int] = {
             "datagrams_received": 0,
             "malformed": 0,
@@ -74,6 +95,8 @@ class L2tpEndpoint:
             "wrong_peer": 0,
             "tie_breaker": 0,
             "internal_errors": 0,
+            "stale_stopccn_sent": 0,
+            "stale_rate_limited": 0,
         }
 
     # -- commands ------------------------------------------------------------------------
@@ -162,6 +185,8 @@ class L2tpEndpoint:
         t = self.tunnels.get(tid)
         if t is None:
             self.counters["unknown_tunnel"] += 1
+            if self.stale_stopccn:
+                self._answer_stale(data, tid, peer, now)
             return
         if peer != t.peer:
             if peer[0] == t.peer[0] and t.state is TunnelState.WAIT_CTL_REPLY:
@@ -212,6 +237,50 @@ class L2tpEndpoint:
             self._after_input(t)
             return
         self.counters["unknown_tunnel"] += 1
+
+    def _answer_stale(self, data: bytes, tid: int, peer: Peer, now: float) -> None:
+        """StopCCN for a message on a tunnel we do not know (a tunnel of a previous run)."""
+        try:
+            msg = decode_control(data, None)
+        except RemoteProtocolError:
+            # hidden AVPs we cannot reveal: the header still says what we need, but the
+            # message type is unknown; only answer messages that decode
+            return
+        if msg.message_type is None or msg.message_type is MessageType.StopCCN:
+            return  # a ZLB acknowledges nothing of ours; never answer a StopCCN
+        key = (peer, tid)
+        last = self._stale_seen.get(key)
+        self._stale_tokens = min(
+            self.stale_per_second,
+            self._stale_tokens + (now - self._stale_at) * self.stale_per_second,
+        )
+        self._stale_at = now
+        if (last is not None and now - last < self.stale_interval) or self._stale_tokens < 1.0:
+            self.counters["stale_rate_limited"] += 1
+            return
+        self._stale_tokens -= 1.0
+        if len(self._stale_seen) >= 4096:
+            self._stale_seen = {
+                k: v for k, v in self._stale_seen.items() if now - v < self.stale_interval
+            }
+        self._stale_seen[key] = now
+        stop = ControlMessage(
+            0,
+            0,
+            msg.nr,
+            (msg.ns + 1) & 0xFFFF,
+            MessageType.StopCCN,
+            (
+                uint16_avp(AvpType.ASSIGNED_TUNNEL_ID, tid),
+                result_code_avp(
+                    int(StopCcnResult.GENERAL_ERROR),
+                    int(ErrorCode.NO_CONTROL_CONNECTION),
+                    "no such tunnel (restarted)",
+                ),
+            ),
+        )
+        self._stale_out.append((encode_control(stop), peer))
+        self.counters["stale_stopccn_sent"] += 1
 
     def _wins_tie(self, msg: ControlMessage, peer: Peer, now: float) -> bool:
         """RFC 2661 4.4.3 Tie Breaker: may the incoming SCCRQ proceed?"""
@@ -275,6 +344,8 @@ class L2tpEndpoint:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Peer]]:
         out: list[tuple[bytes, Peer]] = []
+        if self._stale_out:
+            out, self._stale_out = self._stale_out, []
         dirty = self._dirty
         self._dirty = {}
         for tid in dirty:

@@ -243,3 +243,121 @@ def test_simultaneous_open_leaves_one_tunnel() -> None:
     assert [e for e in winner_events if isinstance(e, TunnelEstablished)]
     assert [e for e in loser_events if isinstance(e, IncomingTunnel)]
     assert len(a.tunnels) == 1 and len(b.tunnels) == 1
+
+
+# -- stale tunnels after a restart (issue 9 item 4) ---------------------------------------
+
+
+def hello(tid: int, ns: int, nr: int) -> bytes:
+    return encode_control(ControlMessage(tid, 0, ns, nr, MessageType.HELLO, ()))
+
+
+def test_lac_answers_a_message_on_an_unknown_tunnel_with_stopccn() -> None:
+    ep = L2tpEndpoint(strict=True)
+    ep.receive_datagram(hello(4242, ns=5, nr=9), LNS, 10.0)
+    ((data, peer),) = ep.datagrams_to_send(10.0)
+    assert peer == LNS
+    stop = decode_control(data)
+    assert stop.message_type is MessageType.StopCCN
+    assert (stop.tunnel_id, stop.session_id, stop.ns, stop.nr) == (0, 0, 9, 6)
+    atid = stop.get(AvpType.ASSIGNED_TUNNEL_ID)
+    assert atid is not None and atid.value == (4242).to_bytes(2, "big")
+    result = stop.get(AvpType.RESULT_CODE)
+    assert result is not None and result.value[:4] == b"\x00\x02\x00\x01"
+    assert ep.counters["unknown_tunnel"] == 1 and ep.counters["stale_stopccn_sent"] == 1
+    # the peer's retransmission within the interval: rate-limited; later: answered again
+    ep.receive_datagram(hello(4242, ns=5, nr=9), LNS, 10.5)
+    assert ep.datagrams_to_send(10.5) == []
+    assert ep.counters["stale_rate_limited"] == 1
+    ep.receive_datagram(hello(4242, ns=5, nr=9), LNS, 11.6)
+    assert len(ep.datagrams_to_send(11.6)) == 1
+    assert not ep.tunnels
+
+
+def test_zlb_stopccn_and_undecodable_messages_are_not_answered() -> None:
+    ep = L2tpEndpoint(strict=True)
+    zlb = encode_control(ControlMessage(77, 0, 1, 1, None, ()))
+    stopccn = encode_control(
+        ControlMessage(
+            77, 0, 1, 1, MessageType.StopCCN,
+            (uint16_avp(AvpType.ASSIGNED_TUNNEL_ID, 9), result_code_avp(1)),
+        )
+    )  # fmt: skip
+    for data in (zlb, stopccn, *MALFORMED):
+        ep.receive_datagram(data, LNS, 1.0)
+    assert ep.datagrams_to_send(1.0) == []
+    assert ep.counters["stale_stopccn_sent"] == 0
+
+
+def test_lns_role_and_opt_out_do_not_answer() -> None:
+    for ep in (lns_endpoint(), L2tpEndpoint(strict=True, stale_stopccn=False)):
+        ep.receive_datagram(hello(4242, 0, 0), LAC, 0.0)
+        assert ep.datagrams_to_send(0.0) == []
+    assert lns_endpoint(stale_stopccn=True).stale_stopccn is True
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 0xFFFF), st.floats(0, 0.5)), max_size=200))
+def test_stale_answers_are_rate_limited(msgs: list[tuple[int, float]]) -> None:
+    """At most ``stale_per_second`` answers per second (plus the initial burst), at most one
+    per (peer, tunnel) per ``stale_interval``; every message is counted either way."""
+    ep = L2tpEndpoint(strict=True, stale_per_second=10.0)
+    now = 0.0
+    sent: list[tuple[float, int]] = []
+    for tid, step in msgs:
+        now += step
+        ep.receive_datagram(hello(tid, 0, 0), LNS, now)
+        for data, _peer in ep.datagrams_to_send(now):
+            atid = decode_control(data).get(AvpType.ASSIGNED_TUNNEL_ID)
+            assert atid is not None
+            sent.append((now, int.from_bytes(atid.value, "big")))
+    c = ep.counters
+    assert c["stale_stopccn_sent"] + c["stale_rate_limited"] == len(msgs)
+    assert len(sent) <= 10 + 10 * now + 1e-9
+    last: dict[int, float] = {}
+    for t, tid in sent:
+        assert tid not in last or t - last[tid] >= 1.0
+        last[tid] = t
+
+
+def _exchange(a: L2tpEndpoint, b: L2tpEndpoint, now: float, rounds: int = 20) -> None:
+    """Carry datagrams between ``a`` (at LAC) and ``b`` (at LNS) until both are quiet."""
+    for _ in range(rounds):
+        out_a, out_b = a.datagrams_to_send(now), b.datagrams_to_send(now)
+        if not out_a and not out_b:
+            return
+        for data, _p in out_a:
+            b.receive_datagram(data, LAC, now)
+        for data, _p in out_b:
+            a.receive_datagram(data, LNS, now)
+
+
+def test_restarted_lac_clears_the_lns_stale_tunnel_at_its_next_hello() -> None:
+    """The LNS keeps the tunnel of a LAC that was killed; its next HELLO reaches the restarted
+    LAC, whose StopCCN (Tunnel ID 0, Assigned Tunnel ID) clears the tunnel on the LNS at once
+    instead of after the whole retransmission schedule."""
+    lns = L2tpEndpoint(
+        rand_bytes=random.Random(5).randbytes,
+        lns_config=TunnelConfig(host_name="lns", hello_interval=5.0),
+        strict=True,
+    )
+    lac = L2tpEndpoint(rand_bytes=random.Random(6).randbytes, strict=True)
+    lac.open_tunnel(LNS, TunnelConfig(hello_interval=5.0), 0.0)
+    for t in (0.0, 0.2, 0.4):
+        lac.handle_timer(t)
+        lns.handle_timer(t)
+        _exchange(lac, lns, t)
+    assert any(isinstance(e, TunnelEstablished) for e in events(lns))
+    assert len(lns.tunnels) == 1
+    restarted = L2tpEndpoint(rand_bytes=random.Random(7).randbytes, strict=True)  # SIGKILL
+    now = 0.4
+    closed: list[L2tpEvent] = []
+    while now < 8.0 and not closed:
+        now += 0.1
+        lns.handle_timer(now)
+        _exchange(restarted, lns, now)
+        closed = [e for e in events(lns) if isinstance(e, TunnelClosed)]
+    assert closed and closed[0].reason == "stopccn-received", closed
+    assert now < 6.0  # at the first HELLO (5 s idle), not after 1+2+4+8+8 s of retransmits
+    assert restarted.counters["stale_stopccn_sent"] == 1
+    assert not restarted.tunnels
