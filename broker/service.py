@@ -32,6 +32,7 @@ from broker.callflow.wiring import CallFlowEngines
 from broker.config.model import BrokerConfig
 from broker.control.api import ApiError, endpoint_description, make_site
 from broker.control.metrics import Registry
+from broker.dataplane.kernel import KernelSplice, kernel_support
 from broker.l2tp.endpoint import L2tpEndpoint
 from broker.policy.loader import load_policies
 from broker.policy.model import PolicySet, lns_id_for
@@ -52,14 +53,36 @@ class DataplaneUnavailable(Exception):
     pass
 
 
-def choose_dataplane(requested: str) -> str:
-    """``kernel`` needs PPP + L2TP in the kernel (issue 7): refused with the reason for now."""
+def choose_dataplane(
+    requested: str, probe: Callable[[], tuple[bool, str]] | None = None
+) -> tuple[str, str]:
+    """(data plane, why): ``kernel`` needs AF_PPPOX (PPPoE, PPPoL2TP), /dev/ppp and the L2TP
+    netlink family (issue 7); ``auto`` takes it when present, ``userspace`` otherwise."""
+    if requested == "userspace":
+        return "userspace", "configured"
+    ok, why = (probe or kernel_support)()
+    if ok:
+        return "kernel", why
     if requested == "kernel":
         raise DataplaneUnavailable(
-            "dataplane: kernel is not available in this build (the kernel data plane with "
-            "PPPIOCBRIDGECHAN is not implemented yet); fix: set dataplane: userspace or auto"
+            f"dataplane: kernel is not available on this host: {why}; fix: load ppp_generic, "
+            "pppoe, l2tp_ppp and l2tp_netlink (Linux 5.11+), or set dataplane: userspace or auto"
         )
-    return "userspace"
+    return "userspace", f"auto: {why}"
+
+
+def make_splice_factory(dataplane: str) -> Callable[..., Any] | None:
+    """The runtime's ``splice_factory`` for the chosen data plane (None: its default)."""
+    if dataplane != "kernel":
+        return None
+
+    def log(message: str) -> None:
+        _log.warn("{message}", message=message)
+
+    def make(send_l2tp: Any, send_eth: Any) -> KernelSplice:
+        return KernelSplice(send_l2tp, send_eth, log=log)
+
+    return make
 
 
 def make_store(cfg: BrokerConfig, reactor: Any) -> StateStore:
@@ -128,7 +151,7 @@ class BrokerNode(MultiService):
         self.cfg = cfg
         self.reactor = reactor
         self.started = time.time()
-        self.dataplane = choose_dataplane(cfg.dataplane)
+        self.dataplane, self.dataplane_reason = choose_dataplane(cfg.dataplane)
         self.policies: PolicySet = load_policies(cfg.policies)
         self.policy_generation = 0
         cookie = cfg.pppoe.cookie_secret.resolve() if cfg.pppoe.cookie_secret else None
@@ -203,6 +226,7 @@ class BrokerNode(MultiService):
             nas_port_type=cfg.radius.nas_port_type, local_address=cfg.l2tp.listen,
             submit_record=self.accounting.submit if self.accounting else None,
             on_call_up=self._call_up, on_call_ended=self._call_ended, on_lockout=self._lockout,
+            splice_factory=make_splice_factory(self.dataplane),
         )  # fmt: skip
         self.locked: dict[str, float] = {}
         self.drained: set[str] = set()
@@ -381,7 +405,6 @@ class BrokerNode(MultiService):
             })  # fmt: skip
         return rows
 
-
     def realms(self) -> list[dict[str, Any]]:
         counts: dict[str, int] = {}
         for call in self.flow.calls.values():
@@ -473,7 +496,9 @@ class _RuntimeService(Service):
         rt.listen_radius(cfg.radius.bind, cfg.radius.sockets)
         if self.interfaces:
             rt.make_raw_port(self.interfaces).startService()
-        rt.splice.install(rt.raw, rt.l2tp)  # FastSplice: ring + socket loops on the hot sockets
+        # FastSplice: ring + socket loops on the hot sockets; KernelSplice: tunnel sockets,
+        # drop filter, and its userspace fallback's loops
+        rt.splice.install(rt.raw, rt.l2tp)
         self.heartbeat = task.LoopingCall(node.store.heartbeat)
         self.heartbeat.clock = node.reactor
         self.heartbeat.start(5.0, now=True)
@@ -482,9 +507,9 @@ class _RuntimeService(Service):
             self.interim.clock = node.reactor
             self.interim.start(cfg.radius.interim_interval, now=False)
         _log.info(
-            "l2tp-broker {version} node {node}: dataplane {dp}, state {state}, L2TP on "
+            "l2tp-broker {version} node {node}: dataplane {dp} ({why}), state {state}, L2TP on "
             "{addr}:{port}, PPPoE on {ifaces}",
-            version=__version__, node=cfg.node_id, dp=node.dataplane,
+            version=__version__, node=cfg.node_id, dp=node.dataplane, why=node.dataplane_reason,
             state="memory" if cfg.state == "memory" else "redis", addr=cfg.l2tp.listen,
             port=rt.l2tp.port if rt.l2tp else cfg.l2tp.port, ifaces=",".join(self.interfaces),
         )  # fmt: skip
