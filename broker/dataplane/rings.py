@@ -29,6 +29,7 @@ __all__ = [
     "detach_filter",
     "l2tp_ring_filter",
     "l2tp_socket_filter",
+    "open_packet_socket",
 ]
 
 SOL_PACKET = 263

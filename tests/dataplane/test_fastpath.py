@@ -20,6 +20,7 @@ from broker.dataplane.fastpath import (
     FastSplice,
     PacketRing,
 )
+from broker.dataplane.rings import TX_DATA, TxRing
 from broker.dataplane.userspace import ETH_P_PPP_SES, UserspaceSplice
 from broker.wire import MacAddress
 
@@ -52,7 +53,7 @@ class FakePacketSocket:
     def setsockopt(self, *args: Any) -> None:
         raise OSError(22, "Invalid argument")  # a kernel without PACKET_RX_RING, say
 
-    def send(self, data: Any, /) -> int:
+    def send(self, data: Any, flags: int = 0, /) -> int:
         if self.fail_send:
             raise OSError(105, "No buffer space available")
         self.sent.append(bytes(data))
@@ -518,3 +519,162 @@ def test_direct_path_used_by_the_ring_reader_within_mtu_only() -> None:
     ring.index = 0
     assert sp.read_ring("eth1", ring) == 1
     assert sp.counters["direct_tx_errors"] == 1
+
+
+# -- transmit rings and the L2TP data receive ring (fake mappings) -----------------------------
+def fake_tx(nr: int = 64, frame_size: int = 2048) -> TxRing:
+    tx = TxRing.__new__(TxRing)
+    tx.sock = FakePacketSocket()
+    tx.frame_size = frame_size
+    tx.frame_nr = nr
+    tx.data_max = frame_size - TX_DATA
+    tx.index = 0
+    tx.pending = 0
+    tx.map = mmap.mmap(-1, frame_size * nr)
+    return tx
+
+
+def kernel_send(tx: TxRing) -> list[bytes]:
+    """The kernel's side of a flush: every requested slot, oldest first, sent and released."""
+    out = []
+    for i in range(tx.frame_nr):
+        off = ((tx.index + i) % tx.frame_nr) * tx.frame_size
+        status, length = struct.unpack_from("=II", tx.map, off)
+        if status == 1:  # TP_STATUS_SEND_REQUEST
+            out.append(bytes(tx.map[off + TX_DATA : off + TX_DATA + length]))
+            struct.pack_into("=I", tx.map, off, 0)
+    return out
+
+
+def as_send_eth(frame: bytes) -> tuple[str, bytes, int, bytes]:
+    """An Ethernet frame from a ring in the shape of the injected ``send_ethernet`` call."""
+    assert frame[6:12] == LOCAL
+    return ("eth1", frame[:6], struct.unpack_from("!H", frame, 12)[0], frame[14:])
+
+
+def ip_frame(datagram: bytes, pad_to: int = 60) -> bytes:
+    """Ethernet + IPv4 + UDP around an L2TP datagram, padded like a short Ethernet frame."""
+    udp = struct.pack("!HHHH", 1701, 1701, 8 + len(datagram), 0) + datagram
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
+                     socket.inet_aton(LNS[0]), socket.inet_aton("198.51.100.1"))  # fmt: skip
+    frame = LOCAL + b"\x04" * 6 + b"\x08\x00" + ip + udp
+    return frame + b"\x00" * max(0, pad_to - len(frame))
+
+
+def downstream_op(op: str, payload: bytes, sid: int) -> bytes:
+    if op == "down":
+        return data_msg(payload, session=22 + sid - SID)
+    if op == "down-noac":
+        return data_msg(payload, ac=False)
+    if op == "down-lso":
+        body = b"\x00\x0b\x00\x16" + b"\x00\x01\x00\x00" + b"\x00\x01z" + payload
+        return struct.pack("!HH", 0x4A02, 4 + len(body)) + body
+    return bytes([payload[0] & 0x7F]) + payload[1:] if payload else b"\x00"  # T clear
+
+
+down_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["down", "down-noac", "down-lso", "junk"]),
+        st.binary(min_size=0, max_size=80),
+        st.sampled_from([SID, SID + 1]),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(down_ops, st.sampled_from(["downstream", "read_l2tp", "l2tp_ring"]))
+def test_tx_ring_and_l2tp_ring_match_userspace_splice(ops: list[Any], path: str) -> None:
+    if path == "read_l2tp":  # shorter datagrams go to the control path there (by design)
+        ops = [op for op in ops if len(downstream_op(*op)) >= 6]
+    ref_out: list[Any] = []
+    ref = UserspaceSplice(lambda d, p: None, lambda i, m, e, f: ref_out.append((i, m, e, f)))
+    attach(ref)
+    ref_results = [ref.downstream(downstream_op(*op)) for op in ops]
+
+    sp, _, _ = make()
+    eth, udp, tx = FakePacketSocket(), FakeUdpSocket(), fake_tx()
+    sp.bind_ethernet("eth1", eth, LOCAL)
+    sp.bind_ethernet_tx("eth1", tx)
+    assert sp.features["pppoe_tx_ring"]
+    noted: list[set[int]] = []
+    if path == "downstream":
+        for op in ops:
+            sp.downstream(downstream_op(*op))
+    elif path == "read_l2tp":
+        udp.rx.extend((downstream_op(*op), LNS) for op in ops)
+        assert sp.read_l2tp(udp, None, None, lambda t: noted.append(set(t))) == len(ops)
+    else:
+        ring = fake_ring([(ip_frame(downstream_op(*op)), TP_STATUS_USER) for op in ops], nr=16)
+        assert sp.read_l2tp_ring(ring, lambda t: noted.append(set(t))) == len(ops)
+        assert ring.index == len(ops) % 16
+    assert [as_send_eth(f) for f in kernel_send(tx)] == ref_out
+    assert eth.sent == [] and tx.pending == 0
+    assert sp.counters_for(7) == ref.counters_for(7)
+    for name in ("unknown_downstream", "malformed_downstream"):
+        assert sp.counters[name] == ref.counters[name]
+    if path != "downstream":
+        fast = any(
+            r and op[0] == "down" and op[2] == SID for r, op in zip(ref_results, ops, strict=True)
+        )
+        assert noted == ([{11}] if fast else [])
+
+
+def test_full_tx_ring_falls_back_to_send_in_order() -> None:
+    sp, _, _ = make()
+    eth, tx = FakePacketSocket(), fake_tx(nr=2)
+    sp.bind_ethernet("eth1", eth, LOCAL)
+    sp.bind_ethernet_tx("eth1", tx)
+    assert sp.downstream(data_msg(b"\x00\x21a")) and sp.downstream(data_msg(b"\x00\x21b"))
+    assert tx.sock.sent == [b"", b""]  # one flush per call (the one-frame API)
+    assert sp.downstream(data_msg(b"\x00\x21c"))  # both slots still in flight: full
+    assert sp.counters["tx_ring_full"] == 1
+    assert [f[20:] for f in kernel_send(tx)] == [b"\x00\x21a", b"\x00\x21b"]
+    assert eth.sent == [session_frame(b"\x00\x21c", dst=MAC, src=LOCAL)]
+    tx.sock.fail_send = True
+    assert sp.downstream(data_msg(b"\x00\x21d"))
+    assert sp.counters["tx_flush_errors"] == 1
+    sp.bind_ethernet_tx("eth1", None)
+    assert not sp.features["pppoe_tx_ring"]
+    assert sp.downstream(data_msg(b"\x00\x21e"))
+    assert eth.sent[-1] == session_frame(b"\x00\x21e", dst=MAC, src=LOCAL)
+
+
+def test_l2tp_ring_truncated_and_copied_slots_are_counted() -> None:
+    sp, _, _ = make()
+    eth, tx = FakePacketSocket(), fake_tx()
+    sp.bind_ethernet("eth1", eth, LOCAL)
+    sp.bind_ethernet_tx("eth1", tx)
+    good = ip_frame(data_msg(b"\x00\x21ok"))
+    ring = fake_ring(
+        [
+            (good[:-1] if len(good) > 60 else ip_frame(data_msg(b"\x00\x21" + b"x" * 40))[:60],
+             TP_STATUS_USER),  # UDP length beyond the slot's snap length
+            (good, TP_STATUS_USER | TP_STATUS_COPY),
+            (good, TP_STATUS_USER),
+        ]
+    )  # fmt: skip
+    assert sp.read_l2tp_ring(ring) == 3
+    assert sp.counters["truncated_frames"] == 2
+    assert [f[20:] for f in kernel_send(tx)] == [b"\x00\x21ok"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.binary(min_size=2, max_size=90), min_size=1, max_size=6), st.booleans())
+def test_direct_tx_ring_writes_what_direct_send_writes(payloads: list[bytes], seq: bool) -> None:
+    egress = Egress("eth2", b"\x02" * 6, b"\x04" * 6, ("198.51.100.1", 1701), LNS, mtu=120)
+    outs = []
+    for use_ring in (False, True):
+        sp, _, udp = bound(sequencing=seq)
+        sock = FakePacketSocket()
+        tx = fake_tx() if use_ring else None
+        sp.set_egress(egress, sock)
+        if tx is not None:
+            sp._direct[LNS].tx = tx
+            sp._tx_rings.append(tx)
+            assert sp.features["direct_tx_ring"]
+        ring = fake_ring([(session_frame(p), TP_STATUS_USER) for p in payloads], nr=8)
+        assert sp.read_ring("eth1", ring) == len(payloads)
+        sent = sock.sent if tx is None else kernel_send(tx)
+        outs.append((sent, udp.sent, sp.counters_for(7)))
+    assert outs[0] == outs[1]

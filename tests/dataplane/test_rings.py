@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+import json
+import mmap
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker.dataplane.rings import (
+    MAX_RING_UDP,
+    TP_STATUS_AVAILABLE,
+    TP_STATUS_SEND_REQUEST,
+    TX_DATA,
+    TxRing,
+    assemble,
+    l2tp_ring_filter,
+    l2tp_socket_filter,
+)
+from ops.lab.netns import Netns, venv_python
+from tests.support import require_root
+
+ADDR, PORT = "192.0.2.1", 1701
+
+
+# -- a classic BPF interpreter for the instructions the filters use ---------------------------
+def run_bpf(program: bytes, packet: bytes, pkttype: int = 0) -> int:
+    insns = list(struct.iter_unpack("=HBBI", program))
+    a = x = 0
+    pc = 0
+
+    def load(off: int, size: int) -> int | None:
+        if off == (-0x1000 + 4) & 0xFFFFFFFF or off == -0x1000 + 4:
+            return pkttype
+        if off < 0 or off + size > len(packet):
+            return None
+        return int.from_bytes(packet[off : off + size], "big")
+
+    while True:
+        code, jt, jf, k = insns[pc]
+        pc += 1
+        cls = code & 0x07
+        if cls == 0x06:  # RET K
+            return k
+        if cls in (0x00, 0x01):  # LD / LDX
+            size = {0x00: 4, 0x08: 2, 0x10: 1}[code & 0x18]
+            mode = code & 0xE0
+            koff = k - (1 << 32) if k & 0x80000000 else k
+            if cls == 0x01:  # LDX B MSH: 4 * (P[k] & 0xf)
+                v = load(koff, 1)
+                if v is None:
+                    return 0
+                x = (v & 0x0F) * 4
+                continue
+            v = load(koff if mode == 0x20 else x + koff, size)
+            if v is None:
+                return 0
+            a = v
+            continue
+        assert cls == 0x05
+        op = code & 0xF0
+        taken = {
+            0x10: a == k,
+            0x20: a > k,
+            0x30: a >= k,
+            0x40: bool(a & k),
+        }[op]
+        pc += jt if taken else jf
+
+
+def eth_ip_udp(
+    payload: bytes,
+    *,
+    dst: str = ADDR,
+    dport: int = PORT,
+    proto: int = 17,
+    frag: int = 0x4000,
+    ihl: int = 5,
+    ethertype: int = 0x0800,
+) -> bytes:
+    options = b"\x01" * (4 * (ihl - 5))
+    udp = struct.pack("!HHHH", 40000, dport, 8 + len(payload), 0) + payload
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x40 | ihl, 0, 20 + len(options) + len(udp), 0, frag, 64, proto, 0,
+        socket.inet_aton("198.51.100.2"), socket.inet_aton(dst),
+    ) + options  # fmt: skip
+    return b"\x02" * 6 + b"\x04" * 6 + struct.pack("!H", ethertype) + ip + udp
+
+
+def test_assembler_resolves_labels_and_refuses_long_jumps() -> None:
+    prog = assemble([(0x15, "yes", 0, 7), (0x06, 0, 0, 0), "yes", (0x06, 0, 0, 9)])
+    assert run_bpf(prog, b"") == 0  # A = 0, not 7
+    assert next(struct.iter_unpack("=HBBI", prog)) == (0x15, 1, 0, 7)
+    with pytest.raises(ValueError):
+        assemble([(0x15, "far", 0, 0), *[(0x06, 0, 0, 0)] * 300, "far", (0x06, 0, 0, 0)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(min_size=0, max_size=1500),
+    st.booleans(),
+    st.sampled_from([ADDR, "192.0.2.9"]),
+    st.sampled_from([PORT, 1702]),
+    st.sampled_from([0x4000, 0x0000, 0x2000, 0x0010]),
+    st.sampled_from([5, 6]),
+    st.sampled_from([0, 1, 3]),
+)
+def test_ring_and_socket_filters_split_the_port(
+    payload: bytes, t_bit: bool, dst: str, dport: int, frag: int, ihl: int, pkttype: int
+) -> None:
+    if payload:
+        payload = bytes([payload[0] | 0x80 if t_bit else payload[0] & 0x7F]) + payload[1:]
+    frame = eth_ip_udp(payload, dst=dst, dport=dport, frag=frag, ihl=ihl)
+    ring = run_bpf(l2tp_ring_filter(ADDR, PORT), frame, pkttype) != 0
+    udp = 14 + 4 * ihl
+    sock = run_bpf(l2tp_socket_filter(), frame[udp:]) != 0  # the UDP socket sees UDP at 0
+    data = bool(payload) and not payload[0] & 0x80
+    expected_ring = (
+        data and dst == ADDR and dport == PORT and frag & 0x3FFF == 0 and pkttype == 0
+        and 8 + len(payload) <= MAX_RING_UDP
+    )  # fmt: skip
+    assert ring == expected_ring
+    # for our address, port, unfragmented and PACKET_HOST: exactly one of the two takes it
+    if dst == ADDR and dport == PORT and frag & 0x3FFF == 0 and pkttype == 0:
+        assert ring != sock
+
+
+def test_ring_filter_refuses_other_ethertypes_and_protocols() -> None:
+    prog = l2tp_ring_filter(ADDR, PORT)
+    assert run_bpf(prog, eth_ip_udp(b"\x00\x02")) != 0
+    assert run_bpf(prog, eth_ip_udp(b"\x00\x02", ethertype=0x86DD)) == 0
+    assert run_bpf(prog, eth_ip_udp(b"\x00\x02", proto=6)) == 0
+    assert run_bpf(prog, eth_ip_udp(b"\x00\x02")[:40]) == 0  # truncated: loads fail
+
+
+# -- TxRing on an anonymous mapping ---------------------------------------------------------
+class FlushSocket:
+    def __init__(self) -> None:
+        self.flushes = 0
+        self.fail = False
+
+    def send(self, data: Any, flags: int = 0, /) -> int:
+        if self.fail:
+            raise OSError(105, "No buffer space available")
+        self.flushes += 1
+        return 0
+
+
+def fake_tx(nr: int = 4, frame_size: int = 256) -> TxRing:
+    tx = TxRing.__new__(TxRing)
+    tx.sock = FlushSocket()
+    tx.frame_size = frame_size
+    tx.frame_nr = nr
+    tx.data_max = frame_size - TX_DATA
+    tx.index = 0
+    tx.pending = 0
+    tx.map = mmap.mmap(-1, frame_size * nr)
+    return tx
+
+
+def kernel_send(tx: TxRing) -> list[bytes]:
+    """What the kernel does on ``send``: every SEND_REQUEST slot, in ring order from the oldest,
+    goes out and comes back AVAILABLE."""
+    out = []
+    for i in range(tx.frame_nr):
+        off = ((tx.index + i) % tx.frame_nr) * tx.frame_size
+        status, length = struct.unpack_from("=II", tx.map, off)
+        if status == TP_STATUS_SEND_REQUEST:
+            out.append(bytes(tx.map[off + TX_DATA : off + TX_DATA + length]))
+            struct.pack_into("=I", tx.map, off, TP_STATUS_AVAILABLE)
+    return out
+
+
+def test_tx_ring_put_full_flush_and_wrap() -> None:
+    tx = fake_tx(nr=3)
+    assert tx.put(b"a" * 10) and tx.put(b"b") and tx.put(b"c")
+    assert not tx.put(b"d")  # every slot requested: full
+    assert not tx.put(b"x" * (tx.data_max + 1))
+    assert tx.pending == 3
+    tx.flush()
+    assert tx.pending == 0 and tx.sock.flushes == 1
+    assert kernel_send(tx) == [b"a" * 10, b"b", b"c"]
+    assert tx.put(b"e") and tx.index == 1  # wrapped to slot 0, now at 1
+    assert kernel_send(tx) == [b"e"]
+
+
+@pytest.mark.integration
+def test_filters_and_tx_ring_in_a_namespace() -> None:
+    """The kernel agrees with the interpreter: the UDP socket filter sees the UDP header at 0,
+    the ring filter the Ethernet header, and a TxRing sends what is put in it (loopback)."""
+    require_root()
+    with Netns("rgt") as ns:
+        script = f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n" + KERNEL_CHECK
+        out = ns.run([venv_python(), "-c", script], timeout=30).stdout.splitlines()
+    udp_seen, ring_seen = json.loads(out[-2]), json.loads(out[-1])
+    assert sorted(map(str, udp_seen)) == sorted(map(str, ["", "80", "c80263", 1473]))
+    # ring: "00", data "00 02 64", 1472 octets, and the frame the TxRing sent ("00 74 78")
+    assert sorted(map(str, ring_seen)) == sorted(map(str, ["00", "000264", 1472, "007478"]))
+
+
+ROOT = Path(__file__).resolve().parents[2]
+KERNEL_CHECK = r"""
+import json, socket, struct, subprocess, time
+from broker.dataplane.rings import TxRing, attach_filter, l2tp_ring_filter, l2tp_socket_filter, open_packet_socket
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+subprocess.run(["ip", "addr", "add", "192.0.2.1/32", "dev", "lo"], check=True)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("192.0.2.1", 1701))
+u.setblocking(False)
+attach_filter(u, l2tp_socket_filter())
+r = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+r.setblocking(False)
+attach_filter(r, l2tp_ring_filter("192.0.2.1", 1701))
+while True:
+    try:
+        r.recv(70000)
+    except BlockingIOError:
+        break
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for m in [b"", b"\x00", b"\x80", b"\xc8\x02c", b"\x00\x02d", b"\x00" * 1472, b"\x00" * 1473]:
+    s.sendto(m, ("192.0.2.1", 1701))
+s.sendto(b"\x00\x02other", ("192.0.2.1", 1702))
+tx = TxRing(open_packet_socket("lo"))
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 31, 0, 0x4000, 64, 17, 0,
+                 socket.inet_aton("192.0.2.1"), socket.inet_aton("192.0.2.1"))
+csum = sum(struct.unpack("!10H", ip))
+csum = (csum & 0xFFFF) + (csum >> 16)
+ip = ip[:10] + struct.pack("!H", ~csum & 0xFFFF) + ip[12:]
+assert tx.put(b"\0" * 12 + b"\x08\x00" + ip + struct.pack("!HHHH", 40000, 1701, 11, 0) + b"\x00tx")
+tx.flush()
+
+def collect(read, want):
+    out, deadline = [], time.monotonic() + 10
+    while len(out) < want and time.monotonic() < deadline:
+        try:
+            out.append(read())
+        except BlockingIOError:
+            time.sleep(0.01)
+    time.sleep(0.05)
+    while True:
+        try:
+            out.append(read())
+        except BlockingIOError:
+            return out
+
+udp = collect(lambda: u.recvfrom(70000)[0], 4)
+ring = collect(lambda: r.recv(70000), 4)
+print(json.dumps([d.hex() if len(d) < 9 else len(d) for d in udp]))
+print(json.dumps([d[42:].hex() if len(d) < 60 else len(d) - 42 for d in ring]))
+"""
