@@ -1,6 +1,6 @@
 """Processes for tests/dataplane/test_fastpath_netns.py, one per network namespace.
 
-    splice_node.py fwd IFNAME CPE_MAC [direct]   FastSplice on the broker's real adapters
+    splice_node.py fwd IFNAME CPE_MAC [direct] [norings]   FastSplice on the broker's adapters
     splice_node.py lns N                         receive N upstream datagrams, send downstream
     splice_node.py cpe IFNAME DST_MAC N M        send N session frames, receive M
 
@@ -43,7 +43,7 @@ def down_messages() -> list[bytes]:
     return out
 
 
-def fwd(ifname: str, cpe_mac: str, direct: bool) -> None:
+def fwd(ifname: str, cpe_mac: str, direct: bool, rings: bool = True) -> None:
     from twisted.internet import epollreactor
 
     epollreactor.install()
@@ -110,7 +110,7 @@ def fwd(ifname: str, cpe_mac: str, direct: bool) -> None:
     def start() -> None:
         l2tp.start()
         raw.startService()
-        splice.install(raw, l2tp)
+        splice.install(raw, l2tp, tx_ring=rings, l2tp_ring=rings)
         if direct:
             egress = linux_egress((LNS_IP, PORT), (BRK_IP, PORT))
             if egress is None:
@@ -127,8 +127,10 @@ def fwd(ifname: str, cpe_mac: str, direct: bool) -> None:
     threading.Thread(target=wait_stdin, daemon=True).start()
     reactor.callWhenRunning(start)
     reactor.run()
+    features = splice.features
     splice.uninstall()
     report = {
+        "features": features,
         "calls": {str(i): splice.counters_for(i) for i in range(len(SESSIONS))},
         "splice": splice.counters,
         **seen,
@@ -185,7 +187,7 @@ def cpe(ifname: str, dst_mac: str, n: int, m: int) -> None:
 if __name__ == "__main__":
     role, args = sys.argv[1], sys.argv[2:]
     if role == "fwd":
-        fwd(args[0], args[1], len(args) > 2 and args[2] == "direct")
+        fwd(args[0], args[1], "direct" in args[2:], "norings" not in args[2:])
     elif role == "lns":
         lns(int(args[0]))
     else:

@@ -52,8 +52,12 @@ def result(proc: subprocess.Popen[str], stdin: str | None = None) -> dict[str, A
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("direct", [False, True], ids=["udp-socket", "direct-egress"])
-def test_frames_pass_both_ways_with_counters(direct: bool) -> None:
+@pytest.mark.parametrize(
+    ("direct", "rings"),
+    [(False, False), (False, True), (True, True)],
+    ids=["udp-socket", "rings", "rings-direct-egress"],
+)
+def test_frames_pass_both_ways_with_counters(direct: bool, rings: bool) -> None:
     require_root()
     with Netns("fpc") as cpe, Netns("fpb") as brk, Netns("fpl") as lns:
         cpe_if, brk_cpe_if = veth(cpe, brk, prefix="fc")
@@ -62,8 +66,8 @@ def test_frames_pass_both_ways_with_counters(direct: bool) -> None:
         brk.run(["ip", "neigh", "replace", LNS_IP, "lladdr", mac_of(lns, lns_if),
                  "dev", brk_lns_if, "nud", "permanent"])  # fmt: skip
         cpe_mac, brk_mac = mac_of(cpe, cpe_if), mac_of(brk, brk_cpe_if)
-        fwd = start(brk, "fwd", brk_cpe_if, cpe_mac, *(["direct"] if direct else []),
-                    stdin=subprocess.PIPE)  # fmt: skip
+        opts = (["direct"] if direct else []) + ([] if rings else ["norings"])
+        fwd = start(brk, "fwd", brk_cpe_if, cpe_mac, *opts, stdin=subprocess.PIPE)
         procs = [fwd]
         try:
             down = down_messages()
@@ -112,5 +116,10 @@ def test_frames_pass_both_ways_with_counters(direct: bool) -> None:
         assert c["output_packets"] == 3
         assert c["output_octets"] == 3 * len(f"\xc0\x21down-{i}")
     assert report["splice"]["unknown_downstream"] == 1
+    # the rings were really in place (transmit rings both ways, L2TP data receive ring)
+    assert report["features"]["pppoe_tx_ring"] is rings
+    assert report["features"]["l2tp_rx_ring"] is rings
+    assert report["features"]["direct_tx_ring"] is (rings and direct)
+    assert report["splice"]["tx_ring_full"] == report["splice"]["tx_flush_errors"] == 0
     assert report["control"] == ["c802000c0000000000000000"]
     assert report["unspliced"] == [f"{UNSPLICED_SID:04x}:" + b"\xc0\x21unspliced".hex()]
