@@ -50,6 +50,7 @@ GUEST_MODULES: tuple[str, ...] = (
     "l2tp_ppp",
     "bridge",
     "veth",
+    "macvlan",
     "tun",
 )
 

@@ -69,6 +69,6 @@ def qemu_argv(spec: QemuSpec) -> list[str]:
     for i, (tap, mac) in enumerate(spec.nics):
         argv += [
             "-netdev", f"tap,id=n{i},ifname={tap},script=no,downscript=no",
-            "-device", f"virtio-net-pci,netdev=n{i},mac={mac}",
+            "-device", f"virtio-net-pci,netdev=n{i},mac={mac},romfile=",
         ]  # fmt: skip
     return argv

@@ -1,0 +1,318 @@
+"""Interop lab: real pppd PPPoE clients and xl2tpd/pppd LNSs in one qemu guest, around the
+broker running on the host (namespace ``lac``, userspace data plane) of :class:`BrokerLab`.
+
+::
+
+    guest netns c-*  (pppd + pppoe.so on a macvlan of eth0, one netns per subscriber)
+        eth0 ── tap ── br-acc (lac) ── veth ── br-sub (sub) ── veth ── broker access port (lac)
+    broker (lac, 198.51.100.1) ── lac bridge 198.51.100.0/24 ── l2tpns A .2 / B .3 (host)
+                                                          └── tap ── eth1 (guest)
+    guest netns lns-x (198.51.100.10, macvlan of eth1): xl2tpd + pppd, no re-authentication:
+        the proxy LCP/auth AVPs are accepted (xl2tpd ignores them) and pppd renegotiates LCP
+    guest netns lns-y (198.51.100.11): xl2tpd + pppd with ``require chap``: pppd renegotiates
+        LCP and authenticates the subscriber again (CHAP) before IPCP
+
+Realms: ``isp-x.example`` -> lns-x, ``isp-y.example`` -> lns-y (static pools), ``isp-a.example``
+-> l2tpns A (RADIUS tunnel attributes). The guest's ``/etc/ppp/ip-up`` and ``ip-down`` append
+``<netns> <pppd pid> <ifname> <local> <remote>`` to ``ipup.log`` / ``ipdown.log`` in the share,
+which maps every PPP session on either side to its pppd.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ops.lab.broker_lab import PASSWORD, TUNNEL_SECRET, BrokerLab
+from ops.lab.netns import bridge, poll, veth
+from ops.vm.guest import Guest, GuestProcess, random_mac
+
+__all__ = ["LNS_X", "LNS_Y", "InteropLab", "LnsSpec", "PppSession"]
+
+LNS_X = "198.51.100.10"
+LNS_Y = "198.51.100.11"
+
+
+@dataclass(frozen=True, slots=True)
+class LnsSpec:
+    netns: str
+    realm: str
+    address: str
+    local_ip: str
+    ip_range: str
+    require_chap: bool
+
+
+LNSS = (
+    LnsSpec("lns-x", "isp-x.example", LNS_X, "203.0.113.129", "203.0.113.130-203.0.113.150",
+            require_chap=False),
+    LnsSpec("lns-y", "isp-y.example", LNS_Y, "203.0.113.161", "203.0.113.162-203.0.113.182",
+            require_chap=True),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class PppSession:
+    """One line of ipup.log / ipdown.log."""
+
+    netns: str
+    pid: int
+    ifname: str
+    local: str
+    remote: str
+
+
+IP_UP = """#!/bin/sh
+echo "$(ip netns identify $PPPD_PID) $PPPD_PID $1 $4 $5" >> {log}
+"""
+
+
+class InteropLab(BrokerLab):
+    """:class:`BrokerLab` plus one guest holding pppd clients and two xl2tpd LNSs."""
+
+    def __init__(self, *, memory: int = 768, boot_timeout: float = 240.0, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.memory = memory
+        self.boot_timeout = boot_timeout
+        self.guest: Guest | None = None
+        self.clients: dict[str, GuestProcess] = {}
+        self.lns_procs: dict[str, GuestProcess] = {}
+
+    # -- host side ---------------------------------------------------------------------------
+    def _write_policies(self) -> None:
+        super()._write_policies()
+        for lns in LNSS:
+            (self.dir / "policies" / "realms" / f"{lns.realm}.yaml").write_text(
+                f"realm: {lns.realm}\n"
+                f"match: {{kind: exact, value: {lns.realm}}}\n"
+                "tunnel_source: static\n"
+                "strip_realm: false\n"
+                "static_pool:\n"
+                f"  - {{name: {lns.netns}, address: {lns.address}, secret_ref: lab-tunnel}}\n"
+            )
+
+    def start(self) -> None:
+        super().start()
+        try:
+            self._start_guest()
+        except BaseException:
+            self.close()
+            raise
+
+    def _lac_bridge(self) -> str:
+        assert self.lac is not None
+        out = self.lac.run(["ip", "-j", "link", "show", "type", "bridge"]).stdout
+        names = [link["ifname"] for link in json.loads(out)]
+        if len(names) != 1:
+            raise RuntimeError(f"expected one bridge in the lac namespace, found {names}")
+        return str(names[0])
+
+    def _start_guest(self) -> None:
+        assert self.lac is not None and self.sub is not None
+        core = self._lac_bridge()
+        # Access side: guest eth0 -> br-acc (lac) -> veth -> br-sub (sub) -> the subscriber end
+        # of the broker's access veth. The broker's own port stays untouched.
+        lac_end, sub_end = veth(self.lac, self.sub, prefix="g")
+        acc = bridge(self.lac, [lac_end])
+        bridge(self.sub, [sub_end, self.access_ifaces[0][0]])
+        self.guest = Guest(
+            "interop", self.lac, nics=[(acc, random_mac()), (core, random_mac())],
+            memory=self.memory, workdir=self.dir / "vm",
+        )  # fmt: skip
+        self.guest.boot(timeout=self.boot_timeout)
+        self._setup_guest()
+
+    # -- guest side --------------------------------------------------------------------------
+    @property
+    def share(self) -> Path:
+        assert self.guest is not None
+        return self.guest.share
+
+    def _setup_guest(self) -> None:
+        g = self.guest
+        assert g is not None
+        share = g.share
+        for name in ("ip-up", "ip-down"):
+            g.write(f"etc/{name}", IP_UP.format(log=share / f"{name.replace('-', '')}.log"), 0o755)
+        secrets = "".join(
+            f'"user{i}@{lns.realm}" * "{PASSWORD}" *\n' for lns in LNSS for i in range(8)
+        )
+        g.write("etc/chap-secrets", secrets, 0o600)
+        script = [
+            "set -e",
+            ": > /etc/ppp/options",
+            f"cp {share}/etc/ip-up {share}/etc/ip-down /etc/ppp/",
+            f"cp {share}/etc/chap-secrets /etc/ppp/chap-secrets",
+            "chmod 600 /etc/ppp/chap-secrets",
+            "mkdir -p /var/run/xl2tpd",
+            "ip link set eth0 up",
+            "ip link set eth1 up",
+        ]
+        for lns in LNSS:
+            d = share / lns.netns
+            self._write_lns_config(lns, d)
+            mv = f"mv{lns.netns[-1]}"
+            script += [
+                f"ip netns add {lns.netns}",
+                f"ip link add {mv} link eth1 type macvlan mode bridge",
+                f"ip link set {mv} netns {lns.netns}",
+                f"ip -n {lns.netns} link set lo up",
+                f"ip -n {lns.netns} addr add {lns.address}/24 dev {mv}",
+                f"ip -n {lns.netns} link set {mv} up",
+            ]
+        g.run("\n".join(script), timeout=60).check()
+        for lns in LNSS:
+            d = share / lns.netns
+            self.lns_procs[lns.netns] = g.popen_bg(
+                f"exec ip netns exec {lns.netns} xl2tpd -D -c {d}/xl2tpd.conf "
+                f"-s {d}/l2tp-secrets -p /run/xl2tpd-{lns.netns}.pid "
+                f"-C /run/xl2tpd-{lns.netns}.control",
+                log=d / "xl2tpd.log",
+            )
+        for lns in LNSS:
+            r = g.wait_for(f"ip netns exec {lns.netns} ss -Hlun 'sport = :1701' | grep -q .", 60)
+            if not r.ok:
+                raise RuntimeError(
+                    f"xl2tpd in {lns.netns} did not bind: "
+                    f"{(share / lns.netns / 'xl2tpd.log').read_text(errors='replace')[-2000:]}"
+                )
+
+    @staticmethod
+    def _write_lns_config(lns: LnsSpec, d: Path) -> None:
+        d.mkdir(parents=True, exist_ok=True)
+        auth = (
+            ["require authentication = yes", "require chap = yes", "refuse pap = yes"]
+            if lns.require_chap
+            else ["require authentication = no"]
+        )
+        conf = [
+            "[global]",
+            f"listen-addr = {lns.address}",
+            "port = 1701",
+            f"auth file = {d}/l2tp-secrets",
+            "access control = no",
+            "debug avp = yes",
+            "debug network = yes",
+            "debug state = yes",
+            "debug tunnel = yes",
+            "",
+            "[lns default]",
+            f"ip range = {lns.ip_range}",
+            f"local ip = {lns.local_ip}",
+            *auth,
+            "challenge = yes",
+            "hidden bit = no",
+            "length bit = yes",
+            f"hostname = vm-{lns.netns}",
+            f"name = vm-{lns.netns}",
+            "ppp debug = yes",
+            f"pppoptfile = {d}/options",
+            "",
+        ]
+        (d / "xl2tpd.conf").write_text("\n".join(conf))
+        (d / "l2tp-secrets").write_text(f"* * {TUNNEL_SECRET}\n")
+        (d / "l2tp-secrets").chmod(0o600)
+        opts = [
+            "nodefaultroute", "mtu 1400", "mru 1400", "lcp-echo-interval 0", "noccp",
+            "novj", "nobsdcomp", "nodeflate", "debug", f"logfile {d}/pppd.log",
+        ]  # fmt: skip
+        if lns.require_chap:
+            opts.append(f"name vm-{lns.netns}")
+        (d / "options").write_text("\n".join(opts) + "\n")
+
+    def start_client(self, name: str, user: str, *, auth: str = "chap") -> GuestProcess:
+        """A pppd PPPoE client in its own guest netns ``name`` (macvlan of eth0, own MAC),
+        offering only ``auth`` ("chap" or "pap"); it gets a default route over its ppp link."""
+        g = self.guest
+        assert g is not None
+        refuse = ["refuse-pap"] if auth == "chap" else ["refuse-chap"]
+        refuse += ["refuse-eap", "refuse-mschap", "refuse-mschap-v2"]
+        mac, dev = random_mac(), f"m{name}"[:15]
+        g.run(
+            f"set -e; ip netns add {name}; "
+            f"ip link add {dev} link eth0 address {mac} type macvlan mode private; "
+            f"ip link set {dev} netns {name}; ip -n {name} link set lo up; "
+            f"ip -n {name} link set {dev} up",
+            timeout=30,
+        ).check()
+        args = [
+            "pppd", "nodetach", "plugin", "pppoe.so", f"nic-{dev}", "user", user,
+            "password", PASSWORD, "noauth", "noipdefault", "defaultroute", "noccp", "novj",
+            "nobsdcomp", "nodeflate", "mtu", "1400", "mru", "1400", "maxfail", "1",
+            "lcp-echo-interval", "0", "debug", "linkname", name, "ifname", f"ppp{name}"[:15],
+            *refuse,
+        ]  # fmt: skip
+        proc = g.popen_bg(
+            f"exec ip netns exec {name} " + " ".join(shlex.quote(a) for a in args),
+            log=g.share / f"client-{name}.log",
+        )
+        self.clients[name] = proc
+        return proc
+
+    def sessions_up(self, path: str = "ipup.log") -> list[PppSession]:
+        p = self.share / path
+        rows: list[PppSession] = []
+        if p.exists():
+            for line in p.read_text().splitlines():
+                f = line.split()
+                if len(f) == 5:
+                    rows.append(PppSession(f[0], int(f[1]), f[2], f[3], f[4]))
+        return rows
+
+    def client_session(self, name: str, timeout: float = 90.0) -> PppSession:
+        """Wait until client ``name`` has IPCP up; return its session (raises on timeout)."""
+
+        def find() -> PppSession | None:
+            for s in self.sessions_up():
+                if s.netns == name:
+                    return s
+            proc = self.clients.get(name)
+            if proc is not None and not proc.alive():
+                raise RuntimeError(f"pppd client {name} exited:\n{proc.output()[-3000:]}")
+            return None
+
+        found = poll(find, timeout, interval=0.5)
+        if found is None:
+            raise RuntimeError(f"client {name}: no IPCP within {timeout:.0f} s")
+        return found  # type: ignore[no-any-return]
+
+    def lns_session(self, remote: str, down: bool = False) -> PppSession | None:
+        """The LNS-side pppd session whose peer is ``remote`` (None when absent)."""
+        lns_names = {lns.netns for lns in LNSS}
+        for s in self.sessions_up("ipdown.log" if down else "ipup.log"):
+            if s.netns in lns_names and s.remote == remote:
+                return s
+        return None
+
+    def guest_pids(self, netns: str, comm: str = "pppd") -> list[int]:
+        """Live processes named ``comm`` in guest netns ``netns``."""
+        assert self.guest is not None
+        r = self.guest.run(
+            f"for p in $(ip netns pids {netns}); do "
+            f'[ "$(cat /proc/$p/comm 2>/dev/null)" = {comm} ] && '
+            f'grep -qv "^State:.*Z" /proc/$p/status && echo $p; done; true',
+            timeout=30,
+        )
+        return [int(x) for x in r.out.split() if x.isdigit()]
+
+    def guest_logs(self) -> str:
+        """Console tail, client and LNS logs (for test reports)."""
+        parts: list[str] = []
+        if self.guest is not None:
+            parts.append("== console ==\n" + self.guest.log()[-3000:])
+            for p in sorted(self.share.rglob("*.log")):
+                with contextlib.suppress(OSError):
+                    parts.append(f"== {p.relative_to(self.share)} ==\n" + p.read_text(
+                        errors="replace")[-2500:])  # fmt: skip
+        parts.append("== broker ==\n" + self.broker_log(0)[-4000:])
+        return "\n".join(parts)
+
+    def close(self) -> None:
+        if self.guest is not None:
+            with contextlib.suppress(Exception):
+                self.guest.shutdown()
+        super().close()
