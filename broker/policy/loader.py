@@ -224,6 +224,10 @@ def compose_yaml(path: Path) -> tuple[YamlFile, yaml.Node | None]:
         ) from exc
     except yaml.YAMLError as exc:
         raise PolicyError(str(path), 0, "", f"YAML error: {exc}") from exc
+    except RecursionError as exc:  # PyYAML's composer recurses once per nesting level
+        raise PolicyError(
+            str(path), 0, "", "YAML nested too deeply; expected a shallow document; fix: flatten it"
+        ) from exc
     return f, node
 
 
