@@ -408,7 +408,13 @@ def handle_subscribers(args: argparse.Namespace) -> int:
 
 def handle_lns(args: argparse.Namespace) -> int:
     from twisted.internet import reactor as _reactor
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
 
     from broker.adapters.lns_emulator import LnsEmulatorService
     from broker.l2tp.config import TunnelConfig
@@ -440,7 +446,11 @@ def handle_lns(args: argparse.Namespace) -> int:
     )
     engine = LnsEmulator(config)
     service = LnsEmulatorService(engine, reactor, args.listen, args.port)
-    observer: Any = textFileLogObserver(sys.stderr)
+    # Per-session events are logged at debug: filter before formatting (formatting every
+    # event was ~15 % of the emulator's CPU at load).
+    text: Any = textFileLogObserver(sys.stderr)
+    predicate: Any = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    observer: Any = FilteringLogObserver(text, [predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     try:
         service.start()

@@ -282,6 +282,14 @@ log: {{format: text, level: warn}}
     def control(self, path: str) -> Any:
         return ControlClient(f"unix:{self.dir / 'control.sock'}", timeout=30).get(path)
 
+    def engine_counters(self) -> dict[str, float]:
+        """The broker's engine counters (``engine.name`` -> value) from ``/metrics``."""
+        out: dict[str, float] = {}
+        pattern = re.compile(r'engine_counter\{engine="([^"]+)",name="([^"]+)"\} (\S+)')
+        for m in pattern.finditer(self.control("/metrics")):
+            out[f"{m[1]}.{m[2]}"] = float(m[3])
+        return out
+
     def broker_pid(self) -> int:
         """The broker's Python process (below a profiler wrapper, if any)."""
         assert self.broker is not None

@@ -79,6 +79,7 @@ def run_load(
     bpid = lab.broker_pid()
     lns = lab.lns[0]
     assert lns is not None
+    counters0 = lab.engine_counters()
     cpu0 = (proc_cpu(bpid), proc_cpu(lns.pid))
     t0 = time.monotonic()
     sim = lab.subscribers(name, [
@@ -110,6 +111,11 @@ def run_load(
     # the broker clears the last calls shortly after the generator exits
     poll(lambda: lab.control("/status").get("calls", 1) == 0, 30, 0.2)
     cpu1 = (proc_cpu(bpid), proc_cpu(lns.pid))
+    counters = {
+        k: v - counters0.get(k, 0.0)
+        for k, v in sorted(lab.engine_counters().items())
+        if v != counters0.get(k, 0.0) and not k.startswith(("splice.", "rawether.", "l2tp."))
+    }
     if not report_file.exists():
         raise RuntimeError(f"no report from {name}: {lab.log(name)[-3000:]}")
     report: dict[str, Any] = json.loads(report_file.read_text())
@@ -133,6 +139,7 @@ def run_load(
         "emulator_cpu_ms_per_call_total": round(1000 * (cpu1[1] - cpu0[1]) / up, 3),
         "generator_cpu_ms_per_call_total": round(1000 * gen_cpu / up, 3),
         "broker_rss_kb_at_ready": rss_ready,
+        "broker_counters": counters,
     }
 
 
@@ -154,6 +161,8 @@ def _print(r: dict[str, Any]) -> None:
         f" broker RSS {r['broker_rss_kb_at_ready']} KiB",
         flush=True,
     )
+    if r["failures"]:
+        print(f"  broker counters: {r['broker_counters']}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
