@@ -440,8 +440,8 @@ class FaultLab(_BrokerLab):
     relay; ``lns_args``: extra ``sim lns`` arguments; ``state``: "memory", "redis" or
     "sentinel" (a master, a replica and one Sentinel in the broker namespace);
     ``realm_a``: YAML lines added to the isp-a.example realm policy (``max_tunnel_sessions``,
-    ``lockout_hold``, ...); ``users``: how many isp-a users FreeRADIUS knows; ``hello_interval``/``echo_interval``: the broker's L2TP
-    HELLO and PPP LCP echo settings."""
+    ``lockout_hold``, ...); ``users``: how many isp-a users FreeRADIUS knows;
+    ``hello_interval``/``echo_interval``: the broker's L2TP HELLO and PPP LCP echo settings."""
 
     def __init__(
         self,
