@@ -81,7 +81,9 @@ _UNSAFE = str.maketrans({"\t": "?", "\n": "?", "\r": "?"})
 def clean(name: str) -> str:
     """Names used in keys and records never carry tab or newline (the scripts' separators).
     Pass the matched ``RealmPolicy.name`` as ``realm``, never raw subscriber input."""
-    return name.translate(_UNSAFE)
+    if "\t" in name or "\n" in name or "\r" in name:
+        return name.translate(_UNSAFE)
+    return name
 
 
 #: One entry of ``reserve_first``: (lns_id, tunnel_key, caps), tried in order.

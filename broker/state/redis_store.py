@@ -24,7 +24,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -49,6 +50,7 @@ from broker.state.base import (
 )
 from broker.state.keys import Keys
 from broker.state.memory import MemoryStateCore
+from broker.state.redis_reactor import ReactorRedis, locate_for
 
 T = TypeVar("T")
 log = Logger(namespace="broker.state.redis")
@@ -415,6 +417,23 @@ class _Down(Exception):
     """Internal: Redis unusable right now, use the local view."""
 
 
+#: Completion of one script call: (error or None, reply).
+Done = Callable[[BaseException | None, Any], None]
+#: Sends one script call and arranges for ``Done`` to be called with its outcome.
+Send = Callable[[Script, list[Any], Done], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Call(Generic[T]):
+    """One hot-path script call: its arguments and what its reply (or an outage) means."""
+
+    script: Script
+    args: list[Any]
+    on_reply: Callable[[Any], T]
+    on_down: Callable[[], T]
+    before: Callable[[], None] | None = None
+
+
 class RedisStateCore:
     def __init__(
         self,
@@ -434,6 +453,7 @@ class RedisStateCore:
         self.node_ttl = node_ttl
         self.probe_timeout = probe_timeout
         self.retry_interval = retry_interval
+        self.socket_timeout = socket_timeout
         self.clock = clock
         self.local = MemoryStateCore(self.node, clock, probe_timeout)
         self.client = client if client is not None else make_client(url, socket_timeout)
@@ -444,6 +464,7 @@ class RedisStateCore:
             "outages": 0,
         }
         self._gate = _SharedExclusive()
+        self._lines: dict[Choice, str] = {}
         self._state_lock = threading.Lock()
         self._down_since: float | None = None
         self._next_attempt = 0.0
@@ -591,11 +612,7 @@ class RedisStateCore:
             return None
         with self._op():
             rid = uuid.uuid4().hex
-            lines = "\n".join(
-                f"{clean(lns_id)}\t{clean(tunnel_key)}\t{self._cap(caps.lns)}\t"
-                f"{self._cap(caps.tunnel)}\t{self._cap(caps.realm)}"
-                for lns_id, tunnel_key, caps in choices
-            )
+            lines = "\n".join([self._choice_line(choice) for choice in choices])
             realm = clean(realm)
             args = [self.keys.prefix, self.node, rid, realm, int(self.probe_timeout * 1000), lines]
             try:
@@ -611,60 +628,73 @@ class RedisStateCore:
             return res
 
     # -- non-blocking hot path (no pool thread waits on Redis) -----------------------------
-    def _submit(
+    def _start(
         self,
-        script: Script,
-        args: list[Any],
-        on_reply: Callable[[Any], T],
-        on_down: Callable[[], T],
-        before: Callable[[], None] | None = None,
-    ) -> Future[T] | None:
-        """Send one script call without blocking the caller; ``None`` when the blocking path
-        must be used instead (no pipeliner, Redis down, or a resync in progress). ``on_reply``
-        / ``on_down`` run on the pipeliner thread while this operation still holds its shared
-        slot, so a resync never interleaves with the mirror update."""
-        pipeliner = self._pipeliner
-        if pipeliner is None or not self._gate.try_acquire_shared():
-            return None
+        call: _Call[T],
+        send: Send,
+        deliver: Callable[[BaseException | None, T | None], None],
+    ) -> bool:
+        """Send one script call without blocking the caller; False when the blocking path must
+        be used instead (Redis down, or a resync in progress). ``call.on_reply`` /
+        ``call.on_down`` run where ``send`` completes, while this operation still holds its
+        shared slot, so a resync never interleaves with the mirror update; then ``deliver``
+        gets (error, result)."""
+        if not self._gate.try_acquire_shared():
+            return False
         if self.degraded:
             self._gate.release_shared()
-            return None
-        if before is not None:
-            before()
-        out: Future[T] = Future()
+            return False
+        if call.before is not None:
+            call.before()
 
-        def finish(fut: Future[Any]) -> None:
+        def finish(exc: BaseException | None, reply: Any) -> None:
             try:
-                exc = fut.exception()
                 if exc is None:
-                    result = on_reply(fut.result())
+                    result = call.on_reply(reply)
                 elif isinstance(exc, REDIS_DOWN_ERRORS):
                     self._mark_down(exc)
-                    result = on_down()
+                    result = call.on_down()
                 else:
-                    out.set_exception(exc)
-                    return
-                out.set_result(result)
+                    raise exc
             except Exception as error:
-                out.set_exception(error)
-            finally:
                 self._gate.release_shared()
+                deliver(error, None)
+                return
+            self._gate.release_shared()
+            deliver(None, result)
 
-        pipeliner.submit(script, args).add_done_callback(finish)
-        return out
+        send(call.script, call.args, finish)
+        return True
 
-    def reserve_first_nowait(
+    def _via_pipeliner(self, call: _Call[T] | None) -> Future[T] | None:
+        pipeliner = self._pipeliner
+        if call is None or pipeliner is None:
+            return None
+        out: Future[T] = Future()
+
+        def send(script: Script, args: list[Any], done: Done) -> None:
+            def relay(fut: Future[Any]) -> None:
+                exc = fut.exception()
+                done(exc, None if exc is not None else fut.result())
+
+            pipeliner.submit(script, args).add_done_callback(relay)
+
+        def deliver(exc: BaseException | None, result: T | None) -> None:
+            if exc is not None:
+                out.set_exception(exc)
+            else:
+                out.set_result(cast(T, result))
+
+        return out if self._start(call, send, deliver) else None
+
+    def reserve_first_call(
         self, choices: Sequence[Choice], realm: str
-    ) -> Future[Reservation | None] | None:
-        """:meth:`reserve_first` without blocking; ``None``: call :meth:`reserve_first`."""
+    ) -> _Call[Reservation | None] | None:
+        """The script call behind :meth:`reserve_first` and what to do with its reply."""
         if not choices:
             return None
         rid = uuid.uuid4().hex
-        lines = "\n".join(
-            f"{clean(lns_id)}\t{clean(tunnel_key)}\t{self._cap(caps.lns)}\t"
-            f"{self._cap(caps.tunnel)}\t{self._cap(caps.realm)}"
-            for lns_id, tunnel_key, caps in choices
-        )
+        lines = "\n".join([self._choice_line(choice) for choice in choices])
         realm = clean(realm)
         args = [self.keys.prefix, self.node, rid, realm, int(self.probe_timeout * 1000), lines]
 
@@ -682,18 +712,48 @@ class RedisStateCore:
             self.counters["degraded_reserves"] += 1
             return self.local.reserve_first(choices, realm)
 
-        return self._submit(self._reserve_first, args, on_reply, on_down)
+        return _Call(self._reserve_first, args, on_reply, on_down)
 
-    def release_nowait(self, reservation: Reservation) -> Future[bool] | None:
-        """:meth:`release` without blocking; ``None``: call :meth:`release`."""
-        args = [self.keys.prefix, self.node, reservation.id]
+    def _choice_line(self, choice: Choice) -> str:
+        """``lns\ttunnel\tlns_cap\ttunnel_cap\trealm_cap`` for the script (memoised: the same
+        few choices recur on every call of a realm)."""
+        line = self._lines.get(choice)
+        if line is None:
+            lns_id, tunnel_key, caps = choice
+            line = (
+                f"{clean(lns_id)}\t{clean(tunnel_key)}\t{self._cap(caps.lns)}\t"
+                f"{self._cap(caps.tunnel)}\t{self._cap(caps.realm)}"
+            )
+            if len(self._lines) >= 4096:
+                self._lines.clear()
+            self._lines[choice] = line
+        return line
+
+    def release_call(self, reservation: Reservation) -> _Call[bool]:
+        """The script call behind :meth:`release`; the ledger entry goes at once (exactly
+        once, in ``before``), Redis follows."""
         mine = [False]
 
         def before() -> None:
-            # The ledger entry goes at once (exactly once); Redis follows in the batch.
             mine[0] = self.local.release(reservation)
 
-        return self._submit(self._release, args, lambda _: mine[0], lambda: mine[0], before)
+        return _Call(
+            self._release,
+            [self.keys.prefix, self.node, reservation.id],
+            lambda _: mine[0],
+            lambda: mine[0],
+            before,
+        )
+
+    def reserve_first_nowait(
+        self, choices: Sequence[Choice], realm: str
+    ) -> Future[Reservation | None] | None:
+        """:meth:`reserve_first` without blocking; ``None``: call :meth:`reserve_first`."""
+        return self._via_pipeliner(self.reserve_first_call(choices, realm))
+
+    def release_nowait(self, reservation: Reservation) -> Future[bool] | None:
+        """:meth:`release` without blocking; ``None``: call :meth:`release`."""
+        return self._via_pipeliner(self.release_call(reservation))
 
     def release(self, reservation: Reservation) -> bool:
         with self._op():
@@ -895,14 +955,23 @@ def thread_runner(reactor: Any, pool: ThreadPool) -> Runner:
 
 
 class RedisDeferredStore(DeferredStateStore):
-    """The reactor's Redis store: ``reserve_first`` and ``release`` go straight to the
-    pipeliner (no pool thread waits; the result comes back through ``callFromThread``); other
-    calls, and these two while Redis is down or being re-synced, run in the thread pool."""
+    """The reactor's Redis store. ``reserve_first`` and ``release`` are written straight onto
+    a pipelined connection owned by the reactor (:class:`ReactorRedis`: no thread hop, no
+    wake-up per reply); until that connection is up, they go to the pipeliner thread (result
+    back through ``callFromThread``); other calls, and these two while Redis is down or being
+    re-synced, run in the thread pool."""
 
-    def __init__(self, core: RedisStateCore, reactor: Any, runner: Runner) -> None:
+    def __init__(
+        self,
+        core: RedisStateCore,
+        reactor: Any,
+        runner: Runner,
+        fast: ReactorRedis | None = None,
+    ) -> None:
         super().__init__(core, runner)
         self.redis_core = core
         self.reactor = reactor
+        self.fast = fast
 
     def _deferred(self, fut: Future[T]) -> Deferred[T]:
         d: Deferred[T] = Deferred()
@@ -917,30 +986,69 @@ class RedisDeferredStore(DeferredStateStore):
         fut.add_done_callback(done)
         return d
 
+    def _on_reactor(self, call: _Call[T] | None) -> Deferred[T] | None:
+        """Run ``call`` on the reactor's own connection; None when it is not usable now."""
+        fast = self.fast
+        if call is None or fast is None or self.redis_core.degraded:
+            return None
+        if not fast.ready:
+            fast.connect()
+            return None
+        d: Deferred[T] = Deferred()
+
+        def send(script: Script, args: list[Any], done: Done) -> None:
+            fast.call(script, args).addCallbacks(
+                lambda reply: done(None, reply), lambda failure: done(failure.value, None)
+            )
+
+        def deliver(exc: BaseException | None, result: T | None) -> None:
+            if exc is not None:
+                d.errback(exc)
+            else:
+                d.callback(cast(T, result))
+
+        return d if self.redis_core._start(call, send, deliver) else None
+
     def reserve_first(self, choices: Sequence[Choice], realm: str) -> Deferred[Reservation | None]:
         items = tuple(choices)
-        fut = self.redis_core.reserve_first_nowait(items, realm)
+        core = self.redis_core
+        d = self._on_reactor(core.reserve_first_call(items, realm))
+        if d is not None:
+            return d
+        fut = core.reserve_first_nowait(items, realm)
         if fut is None:
             return super().reserve_first(items, realm)
         return self._deferred(fut)
 
     def release(self, reservation: Reservation) -> Deferred[bool]:
-        fut = self.redis_core.release_nowait(reservation)
+        core = self.redis_core
+        d = self._on_reactor(core.release_call(reservation))
+        if d is not None:
+            return d
+        fut = core.release_nowait(reservation)
         if fut is None:
             return super().release(reservation)
         return self._deferred(fut)
 
 
 def make_redis_store(
-    core: RedisStateCore, reactor: Any = None, threads: int = 32
+    core: RedisStateCore, reactor: Any = None, threads: int = 32, on_reactor: bool = True
 ) -> DeferredStateStore:
-    """Wrap ``core`` for the reactor: its calls run in a dedicated pool stopped at shutdown."""
+    """Wrap ``core`` for the reactor: its calls run in a dedicated pool stopped at shutdown;
+    the hot path uses a pipelined connection on the reactor (``on_reactor``, not for TLS)."""
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
     pool = ThreadPool(minthreads=1, maxthreads=threads, name="redis-state")
     pool.start()
+    runner = thread_runner(reactor, pool)
+    fast = None
+    tls = "SSL" in core.client.connection_pool.connection_class.__name__
+    if on_reactor and not tls:
+        locate = locate_for(core.client)
+        fast = ReactorRedis(reactor, lambda: runner(locate), timeout=core.socket_timeout)
+        reactor.addSystemEventTrigger("before", "shutdown", fast.close)
     reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
     reactor.addSystemEventTrigger("after", "shutdown", core.close)
-    return RedisDeferredStore(core, reactor, thread_runner(reactor, pool))
+    return RedisDeferredStore(core, reactor, runner, fast)

@@ -87,7 +87,7 @@ def one_call(
 
 def run(
     core: StateCore, seconds: float, threads: int, cached: bool = False, hold: bool = False
-) -> float:
+) -> tuple[float, float]:
     views = SharedView(core, 0.1) if cached else None
     held: list[Reservation] | None = [] if hold else None
     done = [0] * threads
@@ -102,19 +102,20 @@ def run(
             n += 50
         done[i] = n
 
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.process_time()
     ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
     rate = sum(done) / (time.monotonic() - start)
+    per_cpu = sum(done) / max(1e-9, time.process_time() - cpu)
     for res in held or []:
         core.release(res)
-    return rate
+    return rate, per_cpu
 
 
-def raw_ceiling(core: RedisStateCore, seconds: float) -> float:
+def raw_ceiling(core: RedisStateCore, seconds: float) -> tuple[float, float]:
     """redis-py alone, 100 reserve_first + release pairs per pipeline: this host's ceiling."""
     client = core.client
     sha_first = client.script_load(core._reserve_first.script)
@@ -122,7 +123,7 @@ def raw_ceiling(core: RedisStateCore, seconds: float) -> float:
     line = f"{IDS[0]}\t{KEYS[0]}\t\t\t"
     n = 0
     stop = time.monotonic() + seconds
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.process_time()
     while time.monotonic() < stop:
         pipe = client.pipeline(transaction=False)
         for i in range(100):
@@ -131,15 +132,21 @@ def raw_ceiling(core: RedisStateCore, seconds: float) -> float:
             pipe.evalsha(sha_release, 0, "bench:", "raw", rid)
         pipe.execute()
         n += 100
-    return n / (time.monotonic() - start)
+    return n / (time.monotonic() - start), n / (time.process_time() - cpu)
 
 
-def reactor_rates(core: RedisStateCore, seconds: float, in_flight: int) -> tuple[float, float]:
-    """The reactor's path (RedisDeferredStore: reserve_first/release straight to the
-    pipeliner), ``in_flight`` call loops: full calls, then select+reserve only."""
-    from twisted.internet import defer, reactor
+def reactor_rates(
+    core: RedisStateCore, seconds: float, in_flight: int
+) -> list[tuple[str, float, float]]:
+    """The reactor's path (RedisDeferredStore), ``in_flight`` call loops, with reserve_first/
+    release on the reactor's own pipelined connection and, as the same-run baseline, through
+    the pipeliner thread: full calls, then select+reserve only. (label, calls/s, per CPU-s)."""
+    from twisted.internet import defer, reactor, task
 
-    store = make_redis_store(core, reactor, threads=32)
+    stores = {
+        "reactor connection": make_redis_store(core, reactor, threads=32),
+        "pipeliner thread": make_redis_store(core, reactor, threads=32, on_reactor=False),
+    }
     views = SharedView(core, 0.1)
     done = [0]
     held: list[Reservation] = []
@@ -147,7 +154,7 @@ def reactor_rates(core: RedisStateCore, seconds: float, in_flight: int) -> tuple
     phase = ["full"]
 
     @defer.inlineCallbacks
-    def loop(seed: int) -> Any:
+    def loop(store: Any, seed: int) -> Any:
         rng = random.Random(seed)
         while time.monotonic() < stop_at:
             order = select(CANDIDATES, POLICY, views.get(), rng)
@@ -159,26 +166,34 @@ def reactor_rates(core: RedisStateCore, seconds: float, in_flight: int) -> tuple
                     held.append(res)
             done[0] += 1
 
-    rates: list[float] = []
+    rates: list[tuple[str, float, float]] = []
 
     @defer.inlineCallbacks
     def both() -> Any:
         nonlocal stop_at
-        for name in ("full", "reserve-only"):
-            phase[0] = name
-            done[0] = 0
-            stop_at = time.monotonic() + seconds
-            start = time.monotonic()
-            yield defer.gatherResults([loop(i) for i in range(in_flight)])
-            rates.append(done[0] / (time.monotonic() - start))
-        yield defer.gatherResults([store.release(r) for r in held])
+        for how, store in stores.items():
+            warm = yield store.reserve_first(choices_for(CANDIDATES, POLICY), POLICY.name)
+            yield task.deferLater(reactor, 0.5, lambda: None)  # connection up
+            yield store.release(warm)
+            for name in ("full", "reserve-only"):
+                phase[0] = name
+                done[0] = 0
+                stop_at = time.monotonic() + seconds
+                start, cpu = time.monotonic(), time.process_time()
+                yield defer.gatherResults([loop(store, i) for i in range(in_flight)])
+                wall = time.monotonic() - start
+                rates.append(
+                    (f"{how}, {name}", done[0] / wall, done[0] / (time.process_time() - cpu))
+                )
+            yield defer.gatherResults([store.release(r) for r in held])
+            held.clear()
 
     def finished(result: object) -> None:
         reactor.stop()  # type: ignore[attr-defined]
 
     reactor.callWhenRunning(lambda: both().addBoth(finished))  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
-    return rates[0], rates[1]
+    return rates
 
 
 def main() -> int:
@@ -199,21 +214,22 @@ def main() -> int:
     with RedisServer() as server:
         mem = MemoryStateCore("bench")
         core = RedisStateCore(server.url, node="bench", prefix="bench:")
+        print(f"{'':70} {'calls/s':>10} {'per CPU-s':>10}")
         for backend, threads, cached, hold in rows:
-            rate = run(mem if backend == "memory" else core, args.seconds, threads, cached, hold)
+            rate, per_cpu = run(
+                mem if backend == "memory" else core, args.seconds, threads, cached, hold
+            )
             how = "view every 100 ms" if cached else "fresh view per call"
             if hold:
                 how += ", select+reserve only"
             label = f"{backend:6} {threads:2} thread(s), {how}:"
-            print(f"{label:70} {rate:10,.0f} calls/s")
-        full, only = reactor_rates(core, args.seconds, 256)
-        label = "redis  via Deferreds (reactor, 256 calls in flight), view every 100 ms:"
-        print(f"{label:70} {full:10,.0f} calls/s")
-        label = "redis  via Deferreds (reactor, 256 in flight), select+reserve only:"
-        print(f"{label:70} {only:10,.0f} calls/s")
-        raw = raw_ceiling(core, args.seconds)
+            print(f"{label:70} {rate:10,.0f} {per_cpu:10,.0f}")
+        for how, rate, per_cpu in reactor_rates(core, args.seconds, 256):
+            label = f"redis  Deferreds, 256 in flight, view every 100 ms, {how}:"
+            print(f"{label:70} {rate:10,.0f} {per_cpu:10,.0f}")
+        raw, raw_cpu = raw_ceiling(core, args.seconds)
         label = "redis-py alone, pipelined reserve+release (no selection, ceiling):"
-        print(f"{label:70} {raw:10,.0f} calls/s")
+        print(f"{label:70} {raw:10,.0f} {raw_cpu:10,.0f}")
         assert core.status()["state"] == "ok"
         view = core.load_view(IDS, POLICY.name)
         assert sum(view.sessions_per_lns.values()) == 0, "every reservation released"
