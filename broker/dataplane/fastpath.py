@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 from broker.dataplane.rings import (
     TX_DATA,
+    Reassembler,
     TxRing,
     attach_filter,
     detach_filter,
@@ -403,6 +404,8 @@ class FastSplice:
         self._l2tp_reader: Any = None
         self._filtered: list[Any] = []
         self._l2tp_reactor: Any = None
+        self._l2tp_port = 0
+        self._reasm = Reassembler()
         self.counters: dict[str, int] = {
             "unknown_downstream": 0,
             "malformed_downstream": 0,
@@ -416,6 +419,8 @@ class FastSplice:
             "direct_tx_errors": 0,
             "tx_ring_full": 0,
             "tx_flush_errors": 0,
+            "fragments": 0,
+            "reassembled": 0,
         }
 
     @property
@@ -1008,11 +1013,11 @@ class FastSplice:
             u = base + 14 + ((m[base + 14] & 15) << 2)  # the UDP header
             a = u + 8  # the L2TP header
             n = ((m[u + 4] << 8) | m[u + 5]) - 8
-            if status & TP_STATUS_COPY or n < 1 or a + n > base + snap:
+            if status & TP_STATUS_COPY or m[base + 20] & 0x3F or m[base + 21]:
+                # longer than a slot (the whole frame is queued), or a fragment
+                self._l2tp_slow(ring, status, m[base : base + snap])
+            elif n < 1 or a + n > base + snap:
                 counters["truncated_frames"] += 1
-                if status & TP_STATUS_COPY:
-                    with contextlib.suppress(OSError):
-                        ring.sock.recv(65535)
             else:
                 entry = down8.get(m[a : a + 8]) if n >= 8 else None
                 if entry is None:  # header bits, no FF 03, unknown: the general parser
@@ -1058,13 +1063,52 @@ class FastSplice:
                 counters["callback_errors"] += 1
         return read
 
+    def _l2tp_slow(self, ring: PacketRing, status: int, frame: bytes) -> None:
+        """A ring frame the fast loop does not take: a fragment (reassembled here; the UDP
+        socket drops data messages even when the kernel reassembled them) or a frame longer
+        than a slot (read whole from the socket queue)."""
+        counters = self.counters
+        if status & TP_STATUS_COPY:
+            try:
+                frame = ring.sock.recv(65535)
+            except OSError:
+                counters["read_errors"] += 1
+                return
+        ip = frame[14:]
+        if len(ip) < 20:
+            counters["malformed_downstream"] += 1
+            return
+        ip = ip[: int.from_bytes(ip[2:4], "big")]
+        if ip[6] & 0x3F or ip[7]:
+            counters["fragments"] += 1
+            udp = self._reasm.add(ip)
+            if udp is None:
+                return
+            counters["reassembled"] += 1
+        else:
+            udp = ip[(ip[0] & 15) * 4 :]
+        if len(udp) < 8 or int.from_bytes(udp[2:4], "big") != self._l2tp_port:
+            return  # another port's fragments
+        datagram = udp[8 : int.from_bytes(udp[4:6], "big")]
+        n = len(datagram)
+        if not n or datagram[0] & 0x80:
+            return  # a control message: the UDP socket has it
+        if n > len(self._buf) - _HEADROOM:
+            counters["malformed_downstream"] += 1
+            return
+        self._buf[_HEADROOM : _HEADROOM + n] = datagram
+        self._downstream_at(n)
+
     def open_l2tp_ring(self, usock: Any) -> PacketRing | None:
         """Split the L2TP port of ``usock`` (a UDP socket bound to one IPv4 address) between an
         AF_PACKET receive ring for data messages and the socket for the rest (root).
 
         The ring socket (all interfaces, ETH_P_IP) gets :func:`l2tp_ring_filter`, the UDP
-        socket :func:`l2tp_socket_filter` once the ring is mapped. None (and nothing changed)
-        when the socket is not bound to a unicast IPv4 address or the kernel refuses.
+        socket :func:`l2tp_socket_filter` once the ring is mapped: data messages (fragmented
+        or not) come through the ring, control messages through the socket. The ring sees
+        packets before netfilter's INPUT hook and before the UDP checksum is checked. None (and
+        nothing changed) when the socket is not bound to a unicast IPv4 address or the kernel
+        refuses.
         """
         try:
             addr, port = usock.getsockname()[:2]
@@ -1088,6 +1132,7 @@ class FastSplice:
             rsock.close()
             return None
         self._filtered.append(usock)
+        self._l2tp_port = int(port)
         self._own_socks.append(rsock)
         self._l2tp_ring = pring
         return pring

@@ -23,7 +23,7 @@ import struct
 from typing import Any
 
 __all__ = [
-    "MAX_RING_UDP",
+    "Reassembler",
     "TxRing",
     "attach_filter",
     "detach_filter",
@@ -48,11 +48,6 @@ TX_DATA = 32
 _TPACKET_REQ = struct.Struct("=IIII")
 _U32 = struct.Struct("=I")
 _SEND_REQUEST = _U32.pack(TP_STATUS_SEND_REQUEST)
-
-#: Largest UDP datagram (header included) the L2TP receive ring takes: it fits a 1500-octet
-#: MTU unfragmented and a 2048-octet ring slot. Longer ones (loopback, jumbo frames, reassembled
-#: fragments) stay on the UDP socket.
-MAX_RING_UDP = 1480
 
 # classic BPF (linux/filter.h, linux/bpf_common.h)
 _LD, _LDX, _RET, _JMP = 0x00, 0x01, 0x06, 0x05
@@ -99,12 +94,14 @@ def assemble(prog: list[Insn | str]) -> bytes:
     return b"".join(out)
 
 
-def l2tp_ring_filter(addr: str, port: int, max_udp: int = MAX_RING_UDP) -> bytes:
-    """cBPF for an AF_PACKET socket (Ethernet header at offset 0): L2TP data messages to us.
+def l2tp_ring_filter(addr: str, port: int) -> bytes:
+    """cBPF for an AF_PACKET socket (Ethernet header at offset 0): L2TP data to us.
 
-    Accepts an IPv4 packet for this host (PACKET_HOST), not a fragment, UDP to ``addr``:``port``
-    with a UDP length of 9 .. ``max_udp`` whose first payload octet has the T bit clear
-    (RFC 2661 section 3.1). Everything else is not queued on the ring.
+    Accepts an IPv4 packet for this host (PACKET_HOST) to ``addr`` that is either a UDP
+    datagram to ``port`` with at least one payload octet whose T bit is clear (RFC 2661
+    section 3.1: a data message), or a fragment of a UDP datagram (a first fragment only when
+    it is for ``port``): the UDP socket filter drops every data message after reassembly, so
+    the ring reader reassembles fragments itself. Everything else is not queued on the ring.
     """
     dst = struct.unpack("!I", socket.inet_aton(addr))[0]
     return assemble(
@@ -115,18 +112,20 @@ def l2tp_ring_filter(addr: str, port: int, max_udp: int = MAX_RING_UDP) -> bytes
             _jump(_JMP | _JEQ | _K, 0, 0, "drop"),  # PACKET_HOST
             _stmt(_LD | _B | _ABS, 23),  # IP protocol
             _jump(_JMP | _JEQ | _K, 17, 0, "drop"),
-            _stmt(_LD | _H | _ABS, 20),  # flags + fragment offset
-            _jump(_JMP | _JSET | _K, 0x3FFF, "drop", 0),  # MF or an offset: a fragment
             _stmt(_LD | _W | _ABS, 30),  # destination address
             _jump(_JMP | _JEQ | _K, dst, 0, "drop"),
+            _stmt(_LD | _H | _ABS, 20),  # flags + fragment offset
+            _jump(_JMP | _JSET | _K, 0x1FFF, "accept", 0),  # a later fragment: no UDP header
             _stmt(_LDX | _B | _MSH, 14),  # X = IP header length
             _stmt(_LD | _H | _IND, 16),  # UDP destination port
             _jump(_JMP | _JEQ | _K, port, 0, "drop"),
+            _stmt(_LD | _H | _ABS, 20),
+            _jump(_JMP | _JSET | _K, 0x2000, "accept", 0),  # MF: the first fragment
             _stmt(_LD | _H | _IND, 18),  # UDP length
-            _jump(_JMP | _JGT | _K, max_udp, "drop", 0),
             _jump(_JMP | _JGE | _K, 9, 0, "drop"),  # at least the L2TP flags octet
             _stmt(_LD | _B | _IND, 22),  # L2TP flags
             _jump(_JMP | _JSET | _K, 0x80, "drop", 0),  # T bit: a control message
+            "accept",
             _stmt(_RET | _K, _ACCEPT),
             "drop",
             _stmt(_RET | _K, 0),
@@ -134,17 +133,16 @@ def l2tp_ring_filter(addr: str, port: int, max_udp: int = MAX_RING_UDP) -> bytes
     )
 
 
-def l2tp_socket_filter(max_udp: int = MAX_RING_UDP) -> bytes:
+def l2tp_socket_filter() -> bytes:
     """cBPF for the L2TP UDP socket (UDP header at offset 0): drop what the ring takes.
 
-    Keeps control messages (T bit), empty datagrams and datagrams longer than ``max_udp``
-    (which the ring filter refuses); drops the other data messages, which arrive on the ring.
+    Keeps control messages (T bit) and empty datagrams; drops data messages, which the ring
+    reader gets (whole, or as fragments it reassembles).
     """
     return assemble(
         [
             _stmt(_LD | _H | _ABS, 4),  # UDP length
-            _jump(_JMP | _JGT | _K, max_udp, "accept", 0),
-            _jump(_JMP | _JGE | _K, 9, 0, "accept"),
+            _jump(_JMP | _JGE | _K, 9, 0, "accept"),  # empty
             _stmt(_LD | _B | _ABS, 8),  # L2TP flags
             _jump(_JMP | _JSET | _K, 0x80, "accept", 0),
             _stmt(_RET | _K, 0),
@@ -152,6 +150,55 @@ def l2tp_socket_filter(max_udp: int = MAX_RING_UDP) -> bytes:
             _stmt(_RET | _K, _ACCEPT),
         ]
     )
+
+
+class Reassembler:
+    """IPv4 reassembly (RFC 791 section 3.2) for the few fragmented datagrams the L2TP ring
+    sees: pieces kept per (source, destination, identification), at most ``limit`` datagrams
+    in progress (the oldest dropped first), no timer. Overlaps are not merged: a datagram whose
+    pieces do not tile exactly never completes and ages out."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self.limit = limit
+        self.pending: dict[bytes, dict[int, bytes]] = {}
+        self.total: dict[bytes, int] = {}
+
+    def add(self, packet: bytes) -> bytes | None:
+        """Add one fragment (an IPv4 packet); the whole IP payload once complete."""
+        if len(packet) < 20:
+            return None
+        ihl = (packet[0] & 15) * 4
+        total_len = int.from_bytes(packet[2:4], "big")
+        frag = int.from_bytes(packet[6:8], "big")
+        if ihl < 20 or total_len > len(packet) or total_len < ihl:
+            return None
+        key = packet[12:20] + packet[4:6]
+        offset = (frag & 0x1FFF) * 8
+        piece = packet[ihl:total_len]
+        pieces = self.pending.get(key)
+        if pieces is None:
+            while len(self.pending) >= self.limit:
+                old = next(iter(self.pending))
+                del self.pending[old]
+                self.total.pop(old, None)
+            pieces = self.pending[key] = {}
+        pieces[offset] = piece
+        if not frag & 0x2000:
+            self.total[key] = offset + len(piece)
+        size = self.total.get(key)
+        if size is None:
+            return None
+        out = bytearray()
+        at = 0
+        while at < size:
+            nxt = pieces.get(at)
+            if nxt is None or not nxt:
+                return None
+            out += nxt
+            at += len(nxt)
+        del self.pending[key]
+        del self.total[key]
+        return bytes(out) if at == size else None
 
 
 def attach_filter(sock: Any, program: bytes) -> None:

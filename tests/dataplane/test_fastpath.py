@@ -640,7 +640,7 @@ def test_full_tx_ring_falls_back_to_send_in_order() -> None:
     assert eth.sent[-1] == session_frame(b"\x00\x21e", dst=MAC, src=LOCAL)
 
 
-def test_l2tp_ring_truncated_and_copied_slots_are_counted() -> None:
+def test_l2tp_ring_truncated_and_missing_copied_frames_are_counted() -> None:
     sp, _, _ = make()
     eth, tx = FakePacketSocket(), fake_tx()
     sp.bind_ethernet("eth1", eth, LOCAL)
@@ -655,7 +655,8 @@ def test_l2tp_ring_truncated_and_copied_slots_are_counted() -> None:
         ]
     )  # fmt: skip
     assert sp.read_l2tp_ring(ring) == 3
-    assert sp.counters["truncated_frames"] == 2
+    assert sp.counters["truncated_frames"] == 1
+    assert sp.counters["read_errors"] == 1  # COPY, but nothing on the socket queue
     assert [f[20:] for f in kernel_send(tx)] == [b"\x00\x21ok"]
 
 
@@ -678,3 +679,39 @@ def test_direct_tx_ring_writes_what_direct_send_writes(payloads: list[bytes], se
         sent = sock.sent if tx is None else kernel_send(tx)
         outs.append((sent, udp.sent, sp.counters_for(7)))
     assert outs[0] == outs[1]
+
+
+def ip_fragments(datagram: bytes, at: int, dport: int = 1701) -> list[bytes]:
+    """Two Ethernet frames carrying the UDP datagram around ``datagram`` in IPv4 fragments,
+    cut ``at`` octets (a multiple of 8) into the UDP datagram."""
+    udp = struct.pack("!HHHH", 1701, dport, 8 + len(datagram), 0) + datagram
+    out = []
+    for lo, hi, more in ((0, at, 0x2000), (at, len(udp), 0)):
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + hi - lo, 99, more | lo // 8, 64, 17, 0,
+                         socket.inet_aton(LNS[0]), socket.inet_aton("198.51.100.1"))  # fmt: skip
+        out.append(LOCAL + b"\x04" * 6 + b"\x08\x00" + ip + udp[lo:hi])
+    return out
+
+
+def test_l2tp_ring_reassembles_fragments_and_reads_long_frames_from_the_queue() -> None:
+    sp, _, _ = make()
+    eth, tx = FakePacketSocket(), fake_tx()
+    sp.bind_ethernet("eth1", eth, LOCAL)
+    sp.bind_ethernet_tx("eth1", tx)
+    sp._l2tp_port = 1701
+    big = b"\x00\x21" + bytes(range(256)) * 5
+    long_msg = data_msg(b"\x00\x21long")
+    frames = [
+        *ip_fragments(data_msg(big), 504),
+        *ip_fragments(bytes.fromhex("c802") + bytes(40), 16),  # control: the socket has it
+        *ip_fragments(data_msg(b"\x00\x21other port"), 16, dport=1812),
+    ]
+    ring = fake_ring(
+        [(f, TP_STATUS_USER) for f in frames] + [(ip_frame(long_msg)[:50], TP_STATUS_COPY | 1)],
+        nr=8,
+    )
+    ring.sock.rx.append(ip_frame(long_msg))  # the whole frame, queued by the kernel
+    assert sp.read_l2tp_ring(ring) == 7
+    assert [f[20:] for f in kernel_send(tx)] == [big, b"\x00\x21long"]
+    assert sp.counters["fragments"] == 6 and sp.counters["reassembled"] == 3
+    assert sp.counters_for(7)["output_packets"] == 2

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import mmap
 import socket
@@ -12,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.dataplane.rings import (
-    MAX_RING_UDP,
     TP_STATUS_AVAILABLE,
     TP_STATUS_SEND_REQUEST,
     TX_DATA,
+    Reassembler,
     TxRing,
     assemble,
     l2tp_ring_filter,
@@ -106,7 +107,7 @@ def test_assembler_resolves_labels_and_refuses_long_jumps() -> None:
     st.booleans(),
     st.sampled_from([ADDR, "192.0.2.9"]),
     st.sampled_from([PORT, 1702]),
-    st.sampled_from([0x4000, 0x0000, 0x2000, 0x0010]),
+    st.sampled_from([0x4000, 0x0000, 0x2000, 0x0010, 0x2010]),
     st.sampled_from([5, 6]),
     st.sampled_from([0, 1, 3]),
 )
@@ -120,13 +121,17 @@ def test_ring_and_socket_filters_split_the_port(
     udp = 14 + 4 * ihl
     sock = run_bpf(l2tp_socket_filter(), frame[udp:]) != 0  # the UDP socket sees UDP at 0
     data = bool(payload) and not payload[0] & 0x80
-    expected_ring = (
-        data and dst == ADDR and dport == PORT and frag & 0x3FFF == 0 and pkttype == 0
-        and 8 + len(payload) <= MAX_RING_UDP
-    )  # fmt: skip
+    ours = dst == ADDR and pkttype == 0
+    if frag & 0x1FFF:  # a later fragment: no UDP header to look at
+        expected_ring = ours
+    elif frag & 0x2000:  # a first fragment: for our port
+        expected_ring = ours and dport == PORT
+    else:
+        expected_ring = ours and dport == PORT and data
     assert ring == expected_ring
-    # for our address, port, unfragmented and PACKET_HOST: exactly one of the two takes it
-    if dst == ADDR and dport == PORT and frag & 0x3FFF == 0 and pkttype == 0:
+    # the socket filter sees whole (or reassembled) datagrams: it keeps exactly the rest
+    assert sock is not data
+    if ours and dport == PORT and not frag & 0x3FFF:
         assert ring != sock
 
 
@@ -198,16 +203,21 @@ def test_filters_and_tx_ring_in_a_namespace() -> None:
         script = f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n" + KERNEL_CHECK
         out = ns.run([venv_python(), "-c", script], timeout=30).stdout.splitlines()
     udp_seen, ring_seen = json.loads(out[-2]), json.loads(out[-1])
-    assert sorted(map(str, udp_seen)) == sorted(map(str, ["", "80", "c80263", 1473]))
-    # ring: "00", data "00 02 64", 1472 octets, and the frame the TxRing sent ("00 74 78")
-    assert sorted(map(str, ring_seen)) == sorted(map(str, ["00", "000264", 1472, "007478"]))
+    assert sorted(map(str, udp_seen)) == sorted(map(str, ["", "80", "c80263"]))
+    # ring: "00", data "00 02 64", 1472 octets (1500 with IP + UDP), 1473 and 3000 octets in
+    # fragments (lo's MTU is 1500 here; reassembled), and the frame the TxRing sent ("007478")
+    assert sorted(map(str, ring_seen)) == sorted(
+        map(str, ["00", "000264", 1472, "reassembled 1473", "reassembled 3000", "007478"])
+    )
 
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL_CHECK = r"""
 import json, socket, struct, subprocess, time
-from broker.dataplane.rings import TxRing, attach_filter, l2tp_ring_filter, l2tp_socket_filter, open_packet_socket
-subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+from broker.dataplane.rings import (
+    Reassembler, TxRing, attach_filter, l2tp_ring_filter, l2tp_socket_filter, open_packet_socket
+)
+subprocess.run(["ip", "link", "set", "lo", "up", "mtu", "1500"], check=True)
 subprocess.run(["ip", "addr", "add", "192.0.2.1/32", "dev", "lo"], check=True)
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.bind(("192.0.2.1", 1701))
@@ -222,7 +232,8 @@ while True:
     except BlockingIOError:
         break
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for m in [b"", b"\x00", b"\x80", b"\xc8\x02c", b"\x00\x02d", b"\x00" * 1472, b"\x00" * 1473]:
+for m in [b"", b"\x00", b"\x80", b"\xc8\x02c", b"\x00\x02d", b"\x00" * 1472, b"\x00" * 1473,
+          b"\x00" * 3000]:
     s.sendto(m, ("192.0.2.1", 1701))
 s.sendto(b"\x00\x02other", ("192.0.2.1", 1702))
 tx = TxRing(open_packet_socket("lo"))
@@ -248,8 +259,66 @@ def collect(read, want):
         except BlockingIOError:
             return out
 
-udp = collect(lambda: u.recvfrom(70000)[0], 4)
-ring = collect(lambda: r.recv(70000), 4)
+udp = collect(lambda: u.recvfrom(70000)[0], 3)
+ring = collect(lambda: r.recv(70000), 8)
+reasm = Reassembler()
+out = []
+for d in ring:
+    if d[20] & 0x3F or d[21]:
+        whole = reasm.add(d[14:])
+        if whole is not None:
+            out.append(f"reassembled {len(whole) - 8}")
+    else:
+        out.append(d[42:].hex() if len(d) < 60 else len(d) - 42)
 print(json.dumps([d.hex() if len(d) < 9 else len(d) for d in udp]))
-print(json.dumps([d[42:].hex() if len(d) < 60 else len(d) - 42 for d in ring]))
+print(json.dumps(out))
 """
+
+
+def fragments(payload: bytes, cuts: list[int], ident: int = 7) -> list[bytes]:
+    """IPv4 fragments of ``payload`` cut at multiples of 8 (``cuts`` in 8-octet units)."""
+    bounds = sorted({0, *(8 * c for c in cuts if 0 < 8 * c < len(payload)), len(payload)})
+    out = []
+    for lo, hi in itertools.pairwise(bounds):
+        more = 0x2000 if hi < len(payload) else 0
+        out.append(
+            struct.pack(
+                "!BBHHHBBH4s4s",
+                0x45,
+                0,
+                20 + hi - lo,
+                ident,
+                more | lo // 8,
+                64,
+                17,
+                0,
+                socket.inet_aton("198.51.100.2"),
+                socket.inet_aton(ADDR),
+            )
+            + payload[lo:hi]
+        )
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=1, max_size=400), st.lists(st.integers(1, 50), max_size=6), st.randoms())
+def test_reassembler_any_order(payload: bytes, cuts: list[int], rnd: Any) -> None:
+    pieces = fragments(payload, cuts)
+    rnd.shuffle(pieces)
+    r = Reassembler()
+    results = [r.add(p) for p in pieces]
+    assert results[-1] == payload and all(x is None for x in results[:-1])
+    assert r.pending == {} and r.total == {}
+
+
+def test_reassembler_limit_gaps_and_junk() -> None:
+    r = Reassembler(limit=2)
+    a, b, c = (fragments(bytes(40), [2], ident=i) for i in (1, 2, 3))
+    assert r.add(a[0]) is None and r.add(b[0]) is None and r.add(c[0]) is None
+    assert len(r.pending) == 2  # a was evicted (the oldest) when c came
+    assert r.add(c[1]) == bytes(40) and r.add(b[1]) == bytes(40)
+    assert r.add(a[1]) is None and len(r.pending) == 1  # a starts over, never completes
+    assert r.add(b"\x45" * 10) is None  # shorter than a header
+    bad = bytearray(a[0])
+    bad[2:4] = (999).to_bytes(2, "big")  # total length beyond the packet
+    assert r.add(bytes(bad)) is None
