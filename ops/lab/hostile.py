@@ -125,8 +125,11 @@ def l2tp_control(
     avps: Sequence[Any] = (),
 ) -> bytes:
     return encode_control(
-        ControlMessage(message_type, tunnel_id, session_id, ns, nr, tuple(avps))  # type: ignore[arg-type]
-    )
+        ControlMessage(
+            tunnel_id=tunnel_id, session_id=session_id, ns=ns, nr=nr,
+            message_type=message_type, avps=tuple(avps),
+        )
+    )  # fmt: skip
 
 
 def sccrq(assigned_tunnel_id: int, host: str = "stranger") -> bytes:
