@@ -66,6 +66,8 @@ def _ipv4(text: str) -> bytes:
     return ipaddress.IPv4Address(text).packed
 
 
+_PROXY_STATE = int(Attr.PROXY_STATE)
+
 @dataclass(frozen=True, slots=True)
 class RadiusServer:
     """One RADIUS authentication server. ``timeout`` is one wait per try (retries = len - 1)."""
@@ -115,13 +117,15 @@ class AuthRequest:
     #: Further raw attributes (e.g. DSL Forum Agent-Circuit-Id via ``packet.attribute``).
     extra: tuple[RawAttribute, ...] = ()
 
-    def attributes(self) -> list[RawAttribute]:
-        """The request's attributes, User-Password still in clear (hidden per server)."""
+    def attributes(self, *, with_password: bool = True) -> list[RawAttribute]:
+        """The request's attributes, User-Password still in clear (hidden per server; left
+        out with ``with_password=False``: the client adds it per server)."""
         if (self.pap_password is None) == (self.chap is None):
             raise LocalProtocolError("an AuthRequest needs exactly one of PAP or CHAP")
         attrs: list[RawAttribute] = [(Attr.USER_NAME, self.user_name.encode())]
         if self.pap_password is not None:
-            attrs.append((Attr.USER_PASSWORD, self.pap_password))
+            if with_password:
+                attrs.append((Attr.USER_PASSWORD, self.pap_password))
         elif self.chap is not None:
             attrs.append(
                 (Attr.CHAP_PASSWORD, _packet.chap_password(self.chap.ident, self.chap.response))
@@ -306,12 +310,9 @@ class RadiusClient:
         """Start an Access-Request; the answer is an AccessAccepted/Rejected/TimedOut event."""
         if key in self._calls:
             raise LocalProtocolError(f"request {key!r} already in progress")
-        attrs = request.attributes()
         call = _Call(
             key=key,
-            encoded=_packet.encode_attributes(
-                [(t, v) for t, v in attrs if t != Attr.USER_PASSWORD]
-            ),
+            encoded=_packet.encode_attributes(request.attributes(with_password=False)),
             password=request.pap_password,
             started=now,
         )
@@ -385,7 +386,7 @@ class RadiusClient:
         if reply is None:
             self.counters["forged_replies"] += 1
             return
-        if any(t == Attr.PROXY_STATE for t, _ in reply.attributes):
+        if reply.get(_PROXY_STATE) is not None:
             # We never send Proxy-State, so a reply carrying one was not built for us.
             self.counters["forged_replies"] += 1
             self.counters["proxy_state_mismatch"] += 1

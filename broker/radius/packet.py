@@ -36,7 +36,7 @@ from broker.radius.constants import (
     Code,
 )
 from broker.radius.dictionary import load_dictionary
-from broker.wire import Buffer, LocalProtocolError, RemoteProtocolError
+from broker.wire import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "RadiusPacket",
@@ -128,34 +128,43 @@ class RadiusPacket:
 # -- attribute walk ---------------------------------------------------------------------------
 
 
-def _walk(buf: Buffer) -> list[tuple[int, int, bytes]]:
-    """(type, value offset, value) for every attribute up to the end of ``buf``."""
+def _walk(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[int, int, bytes]]:
+    """(type, value offset, value) for every attribute of ``data[start:end]`` (RFC 2865 5);
+    an attribute shorter than 2 octets or running past ``end`` is a RemoteProtocolError."""
+    if end is None:
+        end = len(data)
     out: list[tuple[int, int, bytes]] = []
-    while not buf.eof():
-        header = buf.pull_uint16()
-        attr_type, length = header >> 8, header & 0xFF
+    append = out.append
+    pos = start
+    while pos < end:
+        if pos + 2 > end:
+            raise RemoteProtocolError(f"attribute header truncated at offset {pos}")
+        attr_type, length = data[pos], data[pos + 1]
         if length < 2:
             raise RemoteProtocolError(f"attribute {attr_type} has length {length} < 2")
-        offset = buf.position
-        out.append((attr_type, offset, buf.pull_bytes(length - 2)))
+        nxt = pos + length
+        if nxt > end:
+            raise RemoteProtocolError(f"attribute {attr_type} of {length} octets runs past the end")
+        append((attr_type, pos + 2, data[pos + 2 : nxt]))
+        pos = nxt
     return out
 
 
 def decode_attributes(data: bytes) -> list[RawAttribute]:
     """Split an attribute area into ``(type, value)`` pairs (RFC 2865 section 5)."""
-    return [(t, v) for t, _, v in _walk(Buffer(data))]
+    return [(t, v) for t, _, v in _walk(data)]
 
 
 def encode_attributes(attrs: Iterable[RawAttribute]) -> bytes:
     parts: list[bytes] = []
+    append = parts.append
     for attr_type, value in attrs:
         n = len(value)
         if n > MAX_ATTRIBUTE_VALUE or not 0 <= attr_type <= 255:
             raise LocalProtocolError(
                 f"attribute {attr_type} with {n} octets: type must be 0..255, value <= 253"
             )
-        parts.append(bytes((attr_type, n + 2)))
-        parts.append(value)
+        append(bytes((attr_type, n + 2)) + value)
     return b"".join(parts)
 
 
@@ -172,7 +181,7 @@ def _parse_header(raw: bytes) -> tuple[int, int, int, bytes]:
 
 def _split(raw: bytes) -> tuple[int, int, int, bytes, list[tuple[int, int, bytes]]]:
     code, identifier, length, auth = _parse_header(raw)
-    return code, identifier, length, auth, _walk(Buffer(raw, start=HEADER_LENGTH, end=length))
+    return code, identifier, length, auth, _walk(raw, HEADER_LENGTH, length)
 
 
 def decode_packet(raw: bytes) -> RadiusPacket:
@@ -199,9 +208,9 @@ def vendor_attribute(vendor: int, vendor_type: int, value: bytes) -> RawAttribut
 
 def parse_vendor_specific(value: bytes) -> tuple[int, list[RawAttribute]]:
     """Vendor-Id and the (vendor-type, value) sub-attributes of a Vendor-Specific value."""
-    buf = Buffer(value)
-    vendor = buf.pull_uint32()
-    return vendor, [(t, v) for t, _, v in _walk(buf)]
+    if len(value) < 4:
+        raise RemoteProtocolError(f"Vendor-Specific of {len(value)} octets has no Vendor-Id")
+    return int.from_bytes(value[:4], "big"), [(t, v) for t, _, v in _walk(value, 4)]
 
 
 def attribute(name: str, value: Any) -> RawAttribute:
