@@ -223,23 +223,29 @@ def disconnect_request(user: str, secret: bytes, identifier: int = 7) -> bytes:
 # -- senders (run inside a namespace) -----------------------------------------------------------
 
 
-def flood(interface: str, kind: str, count: int, dst: bytes, seed: int) -> dict[str, Any]:
-    """Send ``count`` PADI (broadcast) or PADR (to ``dst``) frames from random MACs."""
+def flood(
+    interface: str, kind: str, count: int, dst: bytes, seed: int, duration: float = 0.0
+) -> dict[str, Any]:
+    """Send ``count`` PADI (broadcast) or PADR (to ``dst``) frames from random MACs as fast
+    as the socket takes them; with ``duration`` > 0, keep going for that many seconds.
+    Up to 65536 distinct source MACs (more than the broker's PADI rate table holds)."""
     rng = random.Random(seed)
     frames = [
         padi(random_mac(rng), rng) if kind == "padi" else padr(dst, random_mac(rng), rng)
-        for _ in range(min(count, 4096))
+        for _ in range(min(count, 65536) if count else 65536)
     ]
     sent = errors = 0
     start = time.monotonic()
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
         s.bind((interface, 0))
-        for i in range(count):
+        i = 0
+        while i < count or (duration > 0 and time.monotonic() - start < duration):
             try:
                 s.send(frames[i % len(frames)])
                 sent += 1
             except OSError:  # ENOBUFS under load: the frame is lost, go on
                 errors += 1
+            i += 1
     seconds = time.monotonic() - start
     return {"sent": sent, "errors": errors, "seconds": round(seconds, 3)}
 
@@ -664,6 +670,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     f.add_argument("--count", type=int, default=20000)
     f.add_argument("--dst", default="ff:ff:ff:ff:ff:ff")
     f.add_argument("--seed", type=int, default=1)
+    f.add_argument("--duration", type=float, default=0.0, help="keep flooding this long (s)")
     b = sub.add_parser("pppoe-broken", help="malformed PPPoE frames")
     b.add_argument("--interface", required=True)
     b.add_argument("--dst", required=True)
@@ -680,7 +687,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.verb == "flood":
         dst = bytes.fromhex(args.dst.replace(":", ""))
-        print(json.dumps(flood(args.interface, args.kind, args.count, dst, args.seed)))
+        report = flood(args.interface, args.kind, args.count, dst, args.seed, args.duration)
+        print(json.dumps(report))
     elif args.verb == "pppoe-broken":
         rng = random.Random(args.seed)
         frames = broken_pppoe_frames(bytes.fromhex(args.dst.replace(":", "")), random_mac(rng), rng)
