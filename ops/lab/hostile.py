@@ -323,9 +323,10 @@ def radius_proxy(
     replay_user: str = "nobody-here@isp-a.example",
 ) -> None:
     """Relay Access-Requests to ``upstream``; before each genuine reply, send the broker a
-    reply with a wrong Response Authenticator, one without Message-Authenticator, and an old
-    genuine Access-Reject (obtained at start for ``replay_user``) with the id rewritten.
-    Writes ``report`` (JSON) after every reply; runs until SIGTERM."""
+    reply with a wrong Response Authenticator, one without Message-Authenticator, an old
+    genuine Access-Reject (obtained at start for ``replay_user``) with the id rewritten, the
+    genuine reply truncated to 19 octets and with 4 kB appended; after it, the genuine reply
+    again. Writes ``report`` (JSON) after every reply; runs until SIGTERM."""
     stats = ProxyStats()
     front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     front.bind(listen)
@@ -383,8 +384,15 @@ def radius_proxy(
             if old_reply:
                 front.sendto(old_reply[:1] + data[1:2] + old_reply[2:], broker)
                 stats.note("replayed")
+            front.sendto(data[:19], broker)
+            stats.note("truncated")
+            big = len(data) + 4096  # Length beyond RFC 2865's 4096-octet maximum
+            front.sendto(data[:2] + big.to_bytes(2, "big") + data[4:] + bytes(4096), broker)
+            stats.note("oversized")
             front.sendto(data, broker)
             stats.genuine_replies += 1
+            front.sendto(data, broker)  # the genuine reply replayed once the call has it
+            stats.note("replayed-genuine")
             write_report()
     write_report()
 
