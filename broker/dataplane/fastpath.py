@@ -40,6 +40,7 @@ import mmap
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -101,6 +102,8 @@ _SEND_REQUEST = b"\x01\0\0\0"  # TP_STATUS_SEND_REQUEST
 #: Send buffer forced on the transmit-ring sockets: frames in flight are charged to it.
 TX_SNDBUF = 8 * 1024 * 1024
 ETH_P_IP = 0x0800
+#: Seconds between two direct-path look-ups for an LNS that has none (``install(direct=True)``).
+EGRESS_RETRY = 60.0
 SO_SNDBUFFORCE = 32  # asm-generic/socket.h (not in the socket module)
 
 
@@ -405,6 +408,14 @@ class FastSplice:
         self._filtered: list[Any] = []
         self._l2tp_reactor: Any = None
         self._l2tp_port = 0
+        #: look up and use a direct layer-2 path to every new LNS (:meth:`install` ``direct``)
+        self.auto_direct = False
+        #: how a path is found: ``(peer, local) -> Egress | None`` (:func:`linux_egress`)
+        self.egress_lookup: Callable[[tuple[str, int], tuple[str, int]], Egress | None] = (
+            linux_egress
+        )
+        self._egress_tried: dict[tuple[str, int], float] = {}
+        self._local: tuple[str, int] | None = None
         self._reasm = Reassembler()
         self.counters: dict[str, int] = {
             "unknown_downstream": 0,
@@ -479,6 +490,8 @@ class FastSplice:
         self._down[self._down_key(tunnel_id, session_id)] = entry
         self._down8[b"\x00\x02" + self._down_key(tunnel_id, session_id) + _ADDR_CTRL] = entry
         self._by_call[call_id] = entry
+        if self.auto_direct and entry.direct is None:
+            self._find_egress(entry.peer)
 
     def detach(self, call_id: int) -> dict[str, int]:
         entry = self._by_call.pop(call_id, None)
@@ -555,6 +568,29 @@ class FastSplice:
         self._own_socks.append(sock)
         self._tx_rings.append(tx)
         return tx
+
+    def _find_egress(self, peer: tuple[str, int]) -> None:
+        """Ask ``egress_lookup`` for a direct path to ``peer`` (at most once a minute per LNS
+        while none is found) and use it; failures leave the UDP socket path in place."""
+        local = self._local
+        if local is None:
+            return
+        now = time.monotonic()
+        last = self._egress_tried.get(peer)
+        if last is not None and now - last < EGRESS_RETRY:
+            return
+        self._egress_tried[peer] = now
+        try:
+            egress = self.egress_lookup(peer, local)
+        except Exception:  # a lookup bug must not stop the call
+            self.counters["callback_errors"] += 1
+            return
+        if egress is None or egress.dst != peer:
+            return
+        try:
+            self.set_egress(egress)
+        except OSError:
+            self.counters["direct_tx_errors"] += 1
 
     def _flush_tx(self) -> None:
         for tx in self._tx_rings:
@@ -1146,6 +1182,7 @@ class FastSplice:
         ring: bool = True,
         tx_ring: bool = True,
         l2tp_ring: bool = True,
+        direct: bool = False,
     ) -> None:
         """Take over the hot reads of a started ``RawEthernetPort`` and ``L2tpUdpAdapter``.
 
@@ -1164,12 +1201,21 @@ class FastSplice:
         messages reach the UDP socket. Every ring the kernel refuses (no CAP_NET_RAW, say) is
         skipped: the socket paths stay. Either adapter may be None. :meth:`uninstall` restores
         the original readers. ``features`` tells what was installed.
+
+        With ``direct`` (opt-in: it skips netfilter and IPsec policies on the way out, see
+        :class:`DirectPath`) every LNS gets a direct layer-2 path when its first session is
+        attached, found with ``egress_lookup`` (:func:`linux_egress`: the kernel's route and
+        neighbour entry, a blocking look-up of a few milliseconds once per LNS); an LNS without
+        one (no resolved neighbour yet, not Ethernet) is asked again a minute later.
         """
         self.tx_ring = tx_ring
         if l2tp_adapter is not None and getattr(l2tp_adapter, "listening", None) is not None:
             port = l2tp_adapter.listening
             usock = port.socket
             self.bind_l2tp(usock)
+            with contextlib.suppress(OSError, AttributeError, ValueError, TypeError):
+                host, lport = usock.getsockname()[:2]
+                self._local = (str(host), int(lport))
             on_control = self._control_to(l2tp_adapter)
             on_tunnels = self._activity_to(l2tp_adapter)
 
@@ -1206,6 +1252,11 @@ class FastSplice:
                     else:
                         self._rings.append(pring)
                 self._hook(reader, self._ethernet_reader(raw_port, reader, pring))
+        if direct:
+            self.auto_direct = True
+            for peer in {entry.peer for entry in self._by_call.values()}:
+                if peer not in self._direct:
+                    self._find_egress(peer)
 
     @staticmethod
     def _activity_to(adapter: Any) -> Callable[[set[int]], None] | None:
@@ -1299,3 +1350,5 @@ class FastSplice:
         self._own_socks.clear()
         self._l2tp_sock = None
         self._eth_socks.clear()
+        self.auto_direct = False
+        self._egress_tried.clear()

@@ -51,7 +51,7 @@ def fwd(ifname: str, cpe_mac: str, direct: bool, rings: bool = True) -> None:
 
     from broker.adapters.l2tp_udp import L2tpUdpAdapter
     from broker.adapters.rawether import RawEthernetPort
-    from broker.dataplane.fastpath import FastSplice, linux_egress
+    from broker.dataplane.fastpath import FastSplice
     from broker.wire import MacAddress
 
     reactor: Any = _reactor
@@ -110,14 +110,12 @@ def fwd(ifname: str, cpe_mac: str, direct: bool, rings: bool = True) -> None:
     def start() -> None:
         l2tp.start()
         raw.startService()
-        splice.install(raw, l2tp, tx_ring=rings, l2tp_ring=rings)
-        if direct:
-            egress = linux_egress((LNS_IP, PORT), (BRK_IP, PORT))
-            if egress is None:
-                print("no egress", flush=True)
-                reactor.stop()
-                return
-            splice.set_egress(egress)
+        # direct: the path to the LNS found by install() itself (linux_egress)
+        splice.install(raw, l2tp, tx_ring=rings, l2tp_ring=rings, direct=direct)
+        if direct and not splice.features["direct_egress"]:
+            print("no egress", flush=True)
+            reactor.stop()
+            return
         print("ready", flush=True)
 
     def wait_stdin() -> None:

@@ -53,6 +53,9 @@ class FakePacketSocket:
     def setsockopt(self, *args: Any) -> None:
         raise OSError(22, "Invalid argument")  # a kernel without PACKET_RX_RING, say
 
+    def close(self) -> None:
+        self.closed = True
+
     def send(self, data: Any, flags: int = 0, /) -> int:
         if self.fail_send:
             raise OSError(105, "No buffer space available")
@@ -389,6 +392,7 @@ class FakeRawPort:
 class FakePort:
     def __init__(self) -> None:
         self.socket = FakeUdpSocket()
+        self.socket.getsockname = lambda: ("198.51.100.1", 1701)  # type: ignore[attr-defined]
 
     def doRead(self) -> str:  # Twisted's name
         return "original"
@@ -614,8 +618,9 @@ def test_tx_ring_and_l2tp_ring_match_userspace_splice(ops: list[Any], path: str)
     for name in ("unknown_downstream", "malformed_downstream"):
         assert sp.counters[name] == ref.counters[name]
     if path != "downstream":
+        common = data_msg(b"")  # 00 02 tunnel session FF 03: the one-lookup header
         fast = any(
-            r and op[0] == "down" and op[2] == SID for r, op in zip(ref_results, ops, strict=True)
+            r and downstream_op(*op)[:8] == common for r, op in zip(ref_results, ops, strict=True)
         )
         assert noted == ([{11}] if fast else [])
 
@@ -715,3 +720,64 @@ def test_l2tp_ring_reassembles_fragments_and_reads_long_frames_from_the_queue() 
     assert [f[20:] for f in kernel_send(tx)] == [big, b"\x00\x21long"]
     assert sp.counters["fragments"] == 6 and sp.counters["reassembled"] == 3
     assert sp.counters_for(7)["output_packets"] == 2
+
+
+def test_install_direct_finds_a_path_per_lns_and_retries_later(monkeypatch: Any) -> None:
+    import broker.dataplane.fastpath as fp
+
+    socks: list[FakePacketSocket] = []
+
+    def open_sock(interface: str) -> FakePacketSocket:
+        socks.append(FakePacketSocket())
+        return socks[-1]
+
+    monkeypatch.setattr(fp, "open_egress_socket", open_sock)
+    clock = [1000.0]
+    monkeypatch.setattr(fp.time, "monotonic", lambda: clock[0])
+    asked: list[tuple[Any, Any]] = []
+    other = ("198.51.100.3", 1701)
+
+    def lookup(peer: tuple[str, int], local: tuple[str, int]) -> Egress | None:
+        asked.append((peer, local))
+        if peer == other and clock[0] < 2000:
+            return None  # no resolved neighbour yet
+        return Egress("eth2", b"\x02" * 6, b"\x04" * 6, local, peer)
+
+    sp, _, _ = make()
+    sp.egress_lookup = lookup
+    sp.install(FakeRawPort(), FakeAdapter(), ring=False, tx_ring=False, direct=True)
+    assert asked == [(LNS, ("198.51.100.1", 1701))]  # the call attached before install
+    assert sp.features["direct_egress"] and len(socks) == 1
+    attach(sp, call_id=8, sid=0x2222)  # same LNS: no new look-up
+    assert len(asked) == 1 and sp._by_call[8].direct is sp._by_call[7].direct
+    sp.attach(
+        call_id=9, interface="eth1", mac=MAC, pppoe_session_id=0x3333, tunnel_id=12,
+        session_id=30, peer_tunnel_id=1, peer_session_id=2, peer=other, sequencing=False,
+    )  # fmt: skip
+    assert len(asked) == 2 and sp._by_call[9].direct is None
+    sp.detach(9)
+    sp.attach(
+        call_id=9, interface="eth1", mac=MAC, pppoe_session_id=0x3333, tunnel_id=12,
+        session_id=30, peer_tunnel_id=1, peer_session_id=2, peer=other, sequencing=False,
+    )  # fmt: skip
+    assert len(asked) == 2  # asked again only a minute later
+    clock[0] = 2100.0
+    sp.detach(9)
+    sp.attach(
+        call_id=9, interface="eth1", mac=MAC, pppoe_session_id=0x3333, tunnel_id=12,
+        session_id=30, peer_tunnel_id=1, peer_session_id=2, peer=other, sequencing=False,
+    )  # fmt: skip
+    assert len(asked) == 3 and sp._by_call[9].direct is not None
+    sp.uninstall()
+    assert not sp.auto_direct and not sp.features["direct_egress"]
+
+
+def test_install_direct_lookup_errors_are_counted() -> None:
+    sp, _, _ = make()
+
+    def broken(peer: Any, local: Any) -> Egress | None:
+        raise RuntimeError("bug")
+
+    sp.egress_lookup = broken
+    sp.install(None, FakeAdapter(), direct=True, l2tp_ring=False)
+    assert sp.counters["callback_errors"] == 1 and not sp.features["direct_egress"]

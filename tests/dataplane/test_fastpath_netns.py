@@ -120,6 +120,7 @@ def test_frames_pass_both_ways_with_counters(direct: bool, rings: bool) -> None:
     assert report["features"]["pppoe_tx_ring"] is rings
     assert report["features"]["l2tp_rx_ring"] is rings
     assert report["features"]["direct_tx_ring"] is (rings and direct)
+    assert report["features"]["direct_egress"] is direct
     assert report["splice"]["tx_ring_full"] == report["splice"]["tx_flush_errors"] == 0
     assert report["control"] == ["c802000c0000000000000000"]
     assert report["unspliced"] == [f"{UNSPLICED_SID:04x}:" + b"\xc0\x21unspliced".hex()]
