@@ -172,6 +172,7 @@ class CallFlowRuntime:
         self.radius_ports: list[Any] = []
         self.counters: dict[str, int] = {}
         self._draining_commands = False
+        self._handlers = self._dispatch_table()
         self._logged: set[str] = set()
         self.store_errors = 0
 
@@ -253,90 +254,120 @@ class CallFlowRuntime:
         self.timer.rearm()
 
     def execute(self, cmd: Command) -> None:
-        now = self.reactor.seconds()
-        if isinstance(cmd, SendEthernet):
-            if self.raw is not None:
-                self.raw.send_frame(cmd.interface, cmd.dst, cmd.ethertype, cmd.payload)
-        elif isinstance(cmd, SendRadius):
-            dg = cmd.datagram
-            try:
-                self.radius_ports[dg.socket_index % len(self.radius_ports)].write(
-                    dg.payload, dg.addr
-                )
-            except OSError as exc:
-                self._fault("radius_send_errors", dg.server_name, exc)
-        elif isinstance(cmd, SendL2tp):
-            self._send_l2tp(cmd.payload, cmd.peer)
-        elif isinstance(cmd, QueryLoad):
-            d = self.store.load_view(cmd.lns_ids, cmd.realm, cmd.tunnel_keys)
-            self._answer(
-                d,
-                lambda v: self.flow.view_ready(cmd.call_id, v, self.now()),
-                lambda: self.flow.view_ready(cmd.call_id, LoadView(), self.now()),
-            )
-        elif isinstance(cmd, Reserve):
-            caps = Caps(cmd.lns_max, cmd.tunnel_max, cmd.realm_max)
-            d2 = self.store.reserve(cmd.lns_id, cmd.tunnel_key, cmd.realm, caps)
-            self._answer(
-                d2,
-                lambda r: self.flow.reserved(cmd.call_id, r, self.now()),
-                lambda: self.flow.reserved(cmd.call_id, None, self.now()),
-            )
-        elif isinstance(cmd, Release):
-            self._quiet(self.store.release(cmd.reservation))
-        elif isinstance(cmd, LockOut):
-            _log.warn(
-                "LNS {lns} locked out for {hold:.0f} s: {reason}",
-                lns=cmd.lns_id,
-                hold=cmd.hold,
-                reason=cmd.reason,
-            )
-            self._quiet(self.store.lock_out(cmd.lns_id, cmd.hold))
-            if self.on_lockout is not None:
-                self.on_lockout(cmd)
-        elif isinstance(cmd, ProbeResult):
-            self._quiet(self.store.probe_result(cmd.lns_id, cmd.ok, cmd.hold))
-        elif isinstance(cmd, AttachSplice):
-            self._attach(cmd, now)
-        elif isinstance(cmd, DetachSplice):
-            counters = self.splice.detach(cmd.call_id)
-            self.flow.detached(cmd.call_id, counters, now)
-        elif isinstance(cmd, AccountStart):
-            self._submit(start_record(self.session_info(cmd.call), self.wall()))
-            self._submit(
-                tunnel_link_record(
-                    AcctStatusType.TUNNEL_LINK_START, self.session_info(cmd.call), self.wall()
-                )
-            )
-        elif isinstance(cmd, AccountStop):
-            self._account_stop(cmd)
-        elif isinstance(cmd, AccountTunnel):
-            self._account_tunnel(cmd)
-        elif isinstance(cmd, CallUp):
-            _log.info(
-                "call up {user} mac={mac} lns={lns} tunnel={tid} session={sid} in {latency:.3f} s",
-                user=cmd.call.username,
-                mac=format_mac(cmd.call.mac),
-                lns=cmd.call.lns_id,
-                tid=cmd.call.tunnel_id,
-                sid=cmd.call.session_id,
-                latency=cmd.setup_latency,
-            )
-            if self.on_call_up is not None:
-                self.on_call_up(cmd)
-        elif isinstance(cmd, CallEnded):
-            _log.info(
-                "call ended {user} mac={mac} lns={lns} state={state}: {reason}",
-                user=cmd.call.username,
-                mac=format_mac(cmd.call.mac),
-                lns=cmd.call.lns_id,
-                state=cmd.state,
-                reason=cmd.reason,
-            )
-            if cmd.call.started_at is not None:
-                self._quiet(self.store.unregister_session(cmd.call.acct_session_id))
-            if self.on_call_ended is not None:
-                self.on_call_ended(cmd)
+        """Run one command (dispatch on its type: one dict lookup, not an isinstance chain)."""
+        handler = self._handlers.get(type(cmd))
+        if handler is None:
+            self.counters["unknown_commands"] = self.counters.get("unknown_commands", 0) + 1
+            return
+        handler(cmd)
+
+    def _dispatch_table(self) -> dict[type, Callable[[Any], None]]:
+        return {
+            SendEthernet: self._x_send_ethernet,
+            SendRadius: self._x_send_radius,
+            SendL2tp: self._x_send_l2tp,
+            QueryLoad: self._x_query_load,
+            Reserve: self._x_reserve,
+            Release: self._x_release,
+            LockOut: self._x_lock_out,
+            ProbeResult: self._x_probe_result,
+            AttachSplice: self._x_attach,
+            DetachSplice: self._x_detach,
+            AccountStart: self._x_account_start,
+            AccountStop: self._account_stop,
+            AccountTunnel: self._account_tunnel,
+            CallUp: self._x_call_up,
+            CallEnded: self._x_call_ended,
+        }
+
+    def _x_send_ethernet(self, cmd: SendEthernet) -> None:
+        if self.raw is not None:
+            self.raw.send_frame(cmd.interface, cmd.dst, cmd.ethertype, cmd.payload)
+
+    def _x_send_radius(self, cmd: SendRadius) -> None:
+        dg = cmd.datagram
+        try:
+            self.radius_ports[dg.socket_index % len(self.radius_ports)].write(dg.payload, dg.addr)
+        except OSError as exc:
+            self._fault("radius_send_errors", dg.server_name, exc)
+
+    def _x_send_l2tp(self, cmd: SendL2tp) -> None:
+        self._send_l2tp(cmd.payload, cmd.peer)
+
+    def _x_query_load(self, cmd: QueryLoad) -> None:
+        d = self.store.load_view(cmd.lns_ids, cmd.realm, cmd.tunnel_keys)
+        self._answer(
+            d,
+            lambda v: self.flow.view_ready(cmd.call_id, v, self.now()),
+            lambda: self.flow.view_ready(cmd.call_id, LoadView(), self.now()),
+        )
+
+    def _x_reserve(self, cmd: Reserve) -> None:
+        caps = Caps(cmd.lns_max, cmd.tunnel_max, cmd.realm_max)
+        d2 = self.store.reserve(cmd.lns_id, cmd.tunnel_key, cmd.realm, caps)
+        self._answer(
+            d2,
+            lambda r: self.flow.reserved(cmd.call_id, r, self.now()),
+            lambda: self.flow.reserved(cmd.call_id, None, self.now()),
+        )
+
+    def _x_release(self, cmd: Release) -> None:
+        self._quiet(self.store.release(cmd.reservation))
+
+    def _x_lock_out(self, cmd: LockOut) -> None:
+        _log.warn(
+            "LNS {lns} locked out for {hold:.0f} s: {reason}",
+            lns=cmd.lns_id,
+            hold=cmd.hold,
+            reason=cmd.reason,
+        )
+        self._quiet(self.store.lock_out(cmd.lns_id, cmd.hold))
+        if self.on_lockout is not None:
+            self.on_lockout(cmd)
+
+    def _x_probe_result(self, cmd: ProbeResult) -> None:
+        self._quiet(self.store.probe_result(cmd.lns_id, cmd.ok, cmd.hold))
+
+    def _x_attach(self, cmd: AttachSplice) -> None:
+        self._attach(cmd, self.reactor.seconds())
+
+    def _x_detach(self, cmd: DetachSplice) -> None:
+        counters = self.splice.detach(cmd.call_id)
+        self.flow.detached(cmd.call_id, counters, self.reactor.seconds())
+
+    def _x_account_start(self, cmd: AccountStart) -> None:
+        if self.submit_record is None:  # no accounting configured: build nothing
+            return
+        info = self.session_info(cmd.call)
+        self._submit(start_record(info, self.wall()))
+        self._submit(tunnel_link_record(AcctStatusType.TUNNEL_LINK_START, info, self.wall()))
+
+    def _x_call_up(self, cmd: CallUp) -> None:
+        _log.info(
+            "call up {user} mac={mac} lns={lns} tunnel={tid} session={sid} in {latency:.3f} s",
+            user=cmd.call.username,
+            mac=format_mac(cmd.call.mac),
+            lns=cmd.call.lns_id,
+            tid=cmd.call.tunnel_id,
+            sid=cmd.call.session_id,
+            latency=cmd.setup_latency,
+        )
+        if self.on_call_up is not None:
+            self.on_call_up(cmd)
+
+    def _x_call_ended(self, cmd: CallEnded) -> None:
+        _log.info(
+            "call ended {user} mac={mac} lns={lns} state={state}: {reason}",
+            user=cmd.call.username,
+            mac=format_mac(cmd.call.mac),
+            lns=cmd.call.lns_id,
+            state=cmd.state,
+            reason=cmd.reason,
+        )
+        if cmd.call.started_at is not None:
+            self._quiet(self.store.unregister_session(cmd.call.acct_session_id))
+        if self.on_call_ended is not None:
+            self.on_call_ended(cmd)
 
     def send_interims(self) -> int:
         """RFC 2866 Interim-Update for every spliced call, with the splice's counters."""
@@ -412,6 +443,8 @@ class CallFlowRuntime:
         )
 
     def _account_stop(self, cmd: AccountStop) -> None:
+        if self.submit_record is None:
+            return
         k = cmd.counters
         counters = Counters(
             input_octets=k.get("input_octets", 0),
@@ -435,6 +468,8 @@ class CallFlowRuntime:
         )
 
     def _account_tunnel(self, cmd: AccountTunnel) -> None:
+        if self.submit_record is None:
+            return
         status = AcctStatusType(cmd.status)
         info = TunnelInfo(
             client_endpoint=self.local_address,

@@ -22,6 +22,10 @@ class CallState(Enum):
     CLOSING = "closing"  # waiting for the data plane to hand back counters
     CLOSED = "closed"
 
+    #: Members are singletons compared by identity: hash by identity too (C speed; the
+    #: transition tables are looked up on every packet, Enum.__hash__ is Python code).
+    __hash__ = object.__hash__
+
 
 class CallInput(Enum):
     LCP_STARTED = "lcp-started"
@@ -38,6 +42,10 @@ class CallInput(Enum):
     SESSION_UP = "session-up"
     END = "end"  # PADT, LCP terminate, echo loss, CDN, StopCCN, disconnect, kill, shutdown
     DETACHED = "detached"  # data plane released the session and returned its counters
+
+    #: Members are singletons compared by identity: hash by identity too (C speed; the
+    #: transition tables are looked up on every packet, Enum.__hash__ is Python code).
+    __hash__ = object.__hash__
 
 
 S, I = CallState, CallInput  # noqa: E741

@@ -82,6 +82,9 @@ _RSVD_BITS = int(AvpFlag.RESERVED)
 _LEN_MASK = int(AvpFlag.LENGTH_MASK)
 _AVP_HEADER = struct.Struct("!HHH")
 _CONTROL_FLAGS = _T_BIT | _L_BIT | _S_BIT | L2TP_VERSION
+#: precompiled: control header (flags, length, tunnel, session, Ns, Nr) and AVP header
+_CONTROL_HEADER = struct.Struct("!6H")
+_AVP_HEADER = struct.Struct("!3H")
 RANDOM_VECTOR_LEN = 16  #: octets of Random Vector we generate
 
 
@@ -297,7 +300,7 @@ def encode_control(
     for name in ("tunnel_id", "session_id", "ns", "nr"):
         if not 0 <= getattr(msg, name) <= 0xFFFF:
             raise LocalProtocolError(f"{name}={getattr(msg, name)} outside 0..65535")
-    body = Buffer()
+    body = bytearray()
     if msg.message_type is not None:
         _push_avp(body, AvpType.MESSAGE_TYPE, 0, True, False, int(msg.message_type).to_bytes(2))
     random_vector: bytes | None = None
@@ -320,19 +323,14 @@ def encode_control(
     length = CONTROL_HEADER_LEN + len(body)
     if length > 0xFFFF:
         raise LocalProtocolError(f"control message of {length} octets exceeds 65535")
-    out = Buffer()
-    out.push_uint16(_CONTROL_FLAGS)
-    out.push_uint16(length)
-    out.push_uint16(msg.tunnel_id)
-    out.push_uint16(msg.session_id)
-    out.push_uint16(msg.ns)
-    out.push_uint16(msg.nr)
-    out.push_bytes(body.data())
-    return out.data()
+    header = _CONTROL_HEADER.pack(
+        _CONTROL_FLAGS, length, msg.tunnel_id, msg.session_id, msg.ns, msg.nr
+    )
+    return header + body
 
 
 def _push_avp(
-    out: Buffer, avp_type: int, vendor_id: int, mandatory: bool, hidden: bool, value: bytes
+    out: bytearray, avp_type: int, vendor_id: int, mandatory: bool, hidden: bool, value: bytes
 ) -> None:
     avp_len = AVP_HEADER_LEN + len(value)
     if avp_len > AVP_MAX_LEN:
@@ -344,10 +342,8 @@ def _push_avp(
         word |= _M_BIT
     if hidden:
         word |= _H_BIT
-    out.push_uint16(word)
-    out.push_uint16(vendor_id)
-    out.push_uint16(avp_type)
-    out.push_bytes(value)
+    out += _AVP_HEADER.pack(word, vendor_id, avp_type)
+    out += value
 
 
 __all__ = [

@@ -20,6 +20,10 @@ class SessionState(Enum):
     ESTABLISHED = auto()  #: RFC 2661 7.4.1/7.4.2 established
     CLOSED = auto()  #: cleaned up
 
+    #: Members are singletons compared by identity: hash by identity too (C speed; the
+    #: transition tables are looked up on every packet, Enum.__hash__ is Python code).
+    __hash__ = object.__hash__
+
 
 class SessionInput(Enum):
     LOCAL_OPEN = auto()
@@ -38,6 +42,10 @@ class SessionInput(Enum):
     RX_OTHER = auto()  # OCRQ/OCRP/OCCN or a tunnel message type with a session id
     RX_UNKNOWN_MANDATORY = auto()  # session message with an unknown M=1 AVP (RFC 2661 4.1)
     SETUP_TIMEOUT = auto()  # ICRQ/ICRP acknowledged but never answered
+
+    #: Members are singletons compared by identity: hash by identity too (C speed; the
+    #: transition tables are looked up on every packet, Enum.__hash__ is Python code).
+    __hash__ = object.__hash__
 
 
 class SessionAction(Enum):

@@ -20,6 +20,10 @@ class TunnelState(Enum):
     CLOSING = auto()  #: RFC 2661 5.7: StopCCN sent or received, state held 31 s
     CLOSED = auto()  #: cleaned up, the endpoint forgets the tunnel
 
+    #: Members are singletons compared by identity: hash by identity too (C speed; the
+    #: transition tables are looked up on every packet, Enum.__hash__ is Python code).
+    __hash__ = object.__hash__
+
 
 class TunnelInput(Enum):
     LOCAL_OPEN = auto()
@@ -38,6 +42,10 @@ class TunnelInput(Enum):
     HELLO_DUE = auto()
     HOLD_EXPIRED = auto()
     SETUP_TIMEOUT = auto()  # acknowledged but never answered (no SCCRP / SCCCN)
+
+    #: Members are singletons compared by identity: hash by identity too (C speed; the
+    #: transition tables are looked up on every packet, Enum.__hash__ is Python code).
+    __hash__ = object.__hash__
 
 
 class TunnelAction(Enum):

@@ -43,6 +43,10 @@ class Event(Enum):
     RXJ_MINUS = "RXJ-"  # Receive-Code-Reject (catastrophic) or Receive-Protocol-Reject
     RXR = "RXR"  # Receive-Echo-Request, Receive-Echo-Reply or Receive-Discard-Request
 
+    #: Members are singletons compared by identity: hash by identity too (C speed; the
+    #: transition tables are looked up on every packet, Enum.__hash__ is Python code).
+    __hash__ = object.__hash__
+
 
 class Action(Enum):
     TLU = "tlu"  # RFC 1661 section 4.4: This-Layer-Up

@@ -13,6 +13,7 @@ server requires (Service-Name in PADI/PADR) is the engine's business.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from broker.pppoe.constants import HEADER_LEN, VER_TYPE, Code, TagType
@@ -22,6 +23,10 @@ from broker.wire import Buffer, LocalProtocolError, RemoteProtocolError
 #: RFC 2516 §4: LENGTH is 16 bits.
 _MAX_LENGTH = 0xFFFF
 _DISCOVERY_CODES = frozenset(c for c in Code if c is not Code.SESSION)
+#: precompiled: PPPoE header (VER/TYPE, CODE, SESSION_ID, LENGTH) and TAG header
+_HEADER = struct.Struct("!BBHH")
+_TAG_HEADER = struct.Struct("!HH")
+_SESSION = int(Code.SESSION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,22 +111,15 @@ def encode_discovery(packet: DiscoveryPacket) -> bytes:
         raise LocalProtocolError(f"not a discovery code: {packet.code!r}")
     if not 0 <= packet.session_id <= 0xFFFF:
         raise LocalProtocolError(f"session id out of range: {packet.session_id}")
-    body = Buffer()
+    body = bytearray()
     for tag in packet.tags:
         if not 0 <= tag.type <= 0xFFFF or len(tag.value) > 0xFFFF:
             raise LocalProtocolError(f"tag 0x{tag.type:04x} does not fit")
-        body.push_uint16(tag.type)
-        body.push_uint16(len(tag.value))
-        body.push_bytes(tag.value)
+        body += _TAG_HEADER.pack(tag.type, len(tag.value))
+        body += tag.value
     if len(body) > _MAX_LENGTH:
         raise LocalProtocolError("discovery payload longer than 65535 octets")
-    out = Buffer()
-    out.push_uint8(VER_TYPE)
-    out.push_uint8(packet.code)
-    out.push_uint16(packet.session_id)
-    out.push_uint16(len(body))
-    out.push_bytes(body.data())
-    return out.data()
+    return _HEADER.pack(VER_TYPE, packet.code, packet.session_id, len(body)) + body
 
 
 def _pull_header(buf: Buffer) -> tuple[int, int, Buffer]:
@@ -173,13 +171,7 @@ def encode_session_frame(session_id: int, ppp: bytes) -> bytes:
         raise LocalProtocolError(f"session id must be 1..65535, not {session_id}")
     if len(ppp) > _MAX_LENGTH:
         raise LocalProtocolError("PPP frame longer than 65535 octets")
-    out = Buffer()
-    out.push_uint8(VER_TYPE)
-    out.push_uint8(Code.SESSION)
-    out.push_uint16(session_id)
-    out.push_uint16(len(ppp))
-    out.push_bytes(ppp)
-    return out.data()
+    return _HEADER.pack(VER_TYPE, _SESSION, session_id, len(ppp)) + ppp
 
 
 def decode_session_frame(payload: bytes) -> tuple[int, bytes]:

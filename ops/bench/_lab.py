@@ -40,6 +40,21 @@ TUNNEL_SECRET = "scale-tunnel-secret"
 PASSWORD = "scale-password"
 REALM = "isp-a.example"
 _TICK = os.sysconf("SC_CLK_TCK")
+#: ``python -c`` body: run ``python -m broker ...`` under cProfile timed by CPU time.
+_CPROFILE = """\
+import cProfile, runpy, sys, time
+out = sys.argv[1]
+sys.argv = ["l2tp-broker", *sys.argv[2:]]
+prof = cProfile.Profile(time.process_time)
+prof.enable()
+try:
+    runpy.run_module("broker", run_name="__main__")
+except SystemExit:
+    pass
+finally:
+    prof.disable()
+    prof.dump_stats(out)
+"""
 
 
 def proc_cpu(pid: int) -> float:
@@ -111,6 +126,9 @@ class LabOptions:
     broker_env: dict[str, str] = field(default_factory=dict)
     #: command prefix for the broker (e.g. a profiler); the broker's own argv follows
     broker_wrap: tuple[str, ...] = ()
+    #: profile the broker with cProfile on CPU time (``time.process_time``) into this file
+    #: (written when the broker exits)
+    cprofile: Path | None = None
 
 
 class ScaleLab:
@@ -257,15 +275,10 @@ log: {{format: text, level: warn}}
 
     def start_broker(self) -> None:
         assert self.lac is not None
-        argv = [
-            *self.o.broker_wrap,
-            venv_python(),
-            "-m",
-            "broker",
-            "run",
-            "-c",
-            str(self._config()),
-        ]
+        config = str(self._config())
+        argv = [*self.o.broker_wrap, venv_python(), "-m", "broker", "run", "-c", config]
+        if self.o.cprofile is not None:
+            argv = [venv_python(), "-c", _CPROFILE, str(self.o.cprofile), "run", "-c", config]
         env = dict(self.env, **self.o.broker_env)
         self.broker = proc = self._popen(self.lac, "broker", argv, env)
 
@@ -320,6 +333,9 @@ log: {{format: text, level: warn}}
         return proc
 
     def close(self) -> None:
+        if self.broker is not None:  # first, alone: a profiled broker writes its output
+            with contextlib.suppress(Exception):
+                stop_process(self.broker, timeout=120)
         for proc in reversed(self._procs):
             with contextlib.suppress(Exception):
                 stop_process(proc, timeout=30)

@@ -61,6 +61,35 @@ def top_functions(collapsed: Path, n: int = 25) -> list[tuple[str, float, float]
     return [(f, 100.0 * c / total, 100.0 * incl[f] / total) for f, c in own.most_common(n)]
 
 
+def print_cprofile(path: Path, n: int = 30) -> None:
+    """Own CPU time by broker package and the top functions of a cProfile dump."""
+    import pstats
+
+    stats: Any = pstats.Stats(str(path)).stats
+    total = sum(v[2] for v in stats.values()) or 1.0
+    by_pkg: collections.Counter[str] = collections.Counter()
+    for (file, _line, _fn), v in stats.items():
+        parts = file.split("/")
+        if "broker" in parts:
+            i = len(parts) - 1 - parts[::-1].index("broker")
+            key = "/".join(parts[i : i + 2]) if i + 2 < len(parts) else "/".join(parts[i:])
+        elif "twisted" in parts:
+            key = "twisted"
+        elif file.startswith("~") or file == "~":
+            key = "builtins/C"
+        else:
+            key = "stdlib/other"
+        by_pkg[key] += v[2]
+    print(f"--- broker CPU by package (cProfile, own time, total {total:.1f} s)")
+    for key, t in by_pkg.most_common(20):
+        print(f"{100 * t / total:5.1f} %  {key}")
+    print("--- top functions by own CPU time")
+    top = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:n]
+    for (file, line, fn), v in top:
+        short = "/".join(file.split("/")[-2:])
+        print(f"{100 * v[2] / total:5.1f} % {v[1]:9d} calls  {fn} ({short}:{line})")
+
+
 def run_load(
     lab: ScaleLab,
     name: str,
@@ -174,10 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-count", type=int, default=300)
     p.add_argument("--baseline-rate", type=float, default=50.0)
     p.add_argument("--profile", type=Path, help="py-spy the measured run into this directory")
+    p.add_argument(
+        "--cprofile", type=Path, help="cProfile (CPU time) the broker into this file, summarise"
+    )
     p.add_argument("--json-out", type=Path)
     a = p.parse_args(argv)
     results: list[dict[str, Any]] = []
-    with ScaleLab(LabOptions(max_setups=max(2000, a.outstanding + 100))) as lab:
+    opts = LabOptions(max_setups=max(2000, a.outstanding + 100), cprofile=a.cprofile)
+    with ScaleLab(opts) as lab:
         print(f"lab in {lab.dir}", flush=True)
         if a.baseline_count > 0:
             base = run_load(lab, "baseline", a.baseline_count, a.baseline_rate, 100, 0, auth=a.auth)
@@ -199,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"--- py-spy {who} (self %, inclusive %)")
                 for fn, own, incl in top_functions(path, 20):
                     print(f"{own:5.1f} {incl:5.1f}  {fn}")
+    if a.cprofile is not None and a.cprofile.exists():
+        print_cprofile(a.cprofile)
     if a.json_out is not None:
         a.json_out.write_text(json.dumps(results, indent=2))
     ok = all(r["success_pct"] == 100.0 for r in results)
