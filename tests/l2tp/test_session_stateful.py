@@ -251,6 +251,6 @@ class SessionAdversary(RuleBasedStateMachine):
 
 
 SessionAdversary.TestCase.settings = settings(
-    max_examples=30, stateful_step_count=30, deadline=None
+    derandomize=True, max_examples=30, stateful_step_count=30, deadline=None
 )
 TestSessionAdversary = SessionAdversary.TestCase
