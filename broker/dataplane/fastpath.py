@@ -198,7 +198,7 @@ class DirectPath:
     4.1: atomic datagrams); datagrams longer than ``mtu`` go the socket way.
     """
 
-    __slots__ = ("egress", "ip_sum", "mtu", "ph_sum", "sock", "template", "tx")
+    __slots__ = ("egress", "hdrs", "ip_sum", "mtu", "ph_sum", "sock", "template", "tx")
 
     def __init__(self, egress: Egress, sock: Any, tx: TxRing | None = None) -> None:
         self.egress = egress
@@ -219,6 +219,26 @@ class DirectPath:
             + struct.pack("!BBHHHBBH4s4s", 0x45, 0, 0, 0, 0x4000, 64, 17, 0, src, dst)
             + struct.pack("!HHHH", egress.src[1], egress.dst[1], 0, 0)
         )
+        #: ``hdrs[udp_len]``: the headers for a datagram of that length (direct TX ring)
+        self.hdrs = self._header_table() if tx is not None else []
+
+    def set_tx(self, tx: TxRing | None) -> None:
+        """Use (or stop using) the transmit ring ``tx`` on this path's socket."""
+        self.tx = tx
+        self.hdrs = self._header_table() if tx is not None else []
+
+    def _header_table(self) -> list[bytes]:
+        """The 52 header octets for every UDP length that fits the MTU (and a ring slot):
+        only the lengths and checksums vary, so the ring writer copies one of these."""
+        limit = self.mtu - 20
+        if self.tx is not None:
+            limit = min(limit, self.tx.data_max - 44)
+        scratch = bytearray(_DIRECT_HDR)
+        table = [b""] * 8
+        for udp_len in range(8, limit + 1):
+            self.headers(scratch, 0, udp_len)
+            table.append(bytes(scratch))
+        return table
 
     def headers(self, m: Any, hs: int, udp_len: int) -> None:
         """Write the virtio_net_hdr + Ethernet + IPv4 + UDP headers (52 octets) at ``m[hs:]``
@@ -837,6 +857,7 @@ class FastSplice:
         l2tp = self._l2tp_sock
         counters = self.counters
         unpack_hdr = _TP2_HDR.unpack_from
+        pack_len = _U32H.pack_into
         read = 0
         limit = self.budget if budget is None else budget
         while read < limit:
@@ -876,19 +897,18 @@ class FastSplice:
                         m[start : base + 20] = entry.up_header
                     direct = entry.direct
                     tx = None if direct is None else direct.tx
+                    udp_len = end - start + 8
                     if (
                         tx is not None
-                        and end - start + _DIRECT_HDR <= tx.data_max
-                        and end - start + 28 <= direct.mtu  # type: ignore[union-attr]
+                        and udp_len < len(direct.hdrs)  # type: ignore[union-attr]
                         and not tx.map[tx.index * tx.frame_size] & 7
                     ):
                         tm = tx.map
                         toff = tx.index * tx.frame_size
                         d = toff + TX_DATA
-                        dlen = end - start
-                        direct.headers(tm, d, dlen + 8)  # type: ignore[union-attr]
-                        tm[d + _DIRECT_HDR : d + _DIRECT_HDR + dlen] = m[start:end]
-                        _U32H.pack_into(tm, toff + 4, dlen + _DIRECT_HDR)
+                        tm[d : d + _DIRECT_HDR] = direct.hdrs[udp_len]  # type: ignore[union-attr]
+                        tm[d + _DIRECT_HDR : d + 44 + udp_len] = m[start:end]
+                        pack_len(tm, toff + 4, 44 + udp_len)
                         tm[toff : toff + 4] = _SEND_REQUEST
                         tx.index = (tx.index + 1) % tx.frame_nr
                         tx.pending += 1
@@ -1071,7 +1091,7 @@ class FastSplice:
                         tx is not None
                         and prefix is not None
                         and length + 20 <= tx.data_max
-                        and not tx.map[tx.index * fs] & 7
+                        and not tx.map[tx.index * tx.frame_size] & 7
                     ):
                         tm = tx.map
                         toff = tx.index * tx.frame_size

@@ -676,7 +676,7 @@ def test_direct_tx_ring_writes_what_direct_send_writes(payloads: list[bytes], se
         tx = fake_tx() if use_ring else None
         sp.set_egress(egress, sock)
         if tx is not None:
-            sp._direct[LNS].tx = tx
+            sp._direct[LNS].set_tx(tx)
             sp._tx_rings.append(tx)
             assert sp.features["direct_tx_ring"]
         ring = fake_ring([(session_frame(p), TP_STATUS_USER) for p in payloads], nr=8)
