@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from broker.radius.constants import Attr, Code, ErrorCause
+from broker.radius.constants import HEADER_LENGTH, MAX_PACKET_LENGTH, Attr, Code, ErrorCause
 from broker.radius.packet import RawAttribute, decode_packet, encode_response, verify_request
 from broker.wire import RemoteProtocolError
 
@@ -196,6 +196,13 @@ class DynAuthServer:
         ):
             self.counters["stale_timestamp"] += 1
             return
+        echoed = [(t, v) for t, v in pkt.attributes if t in (Attr.STATE, Attr.PROXY_STATE)]
+        has_ma = pkt.get(Attr.MESSAGE_AUTHENTICATOR) is not None
+        # Room for the reply: header, Message-Authenticator, Error-Cause and what we echo.
+        room = HEADER_LENGTH + (18 if has_ma else 0) + 6 + sum(2 + len(v) for _, v in echoed)
+        if room > MAX_PACKET_LENGTH:
+            self.counters["malformed"] += 1  # cannot be answered: do not act on it either
+            return
         reply_code, cause, criteria = self._decide(pkt.code, pkt.attributes)
         if reply_code == Code.DISCONNECT_ACK:
             self.counters["disconnect_ack"] += 1
@@ -206,8 +213,7 @@ class DynAuthServer:
         attrs: list[RawAttribute] = []
         if cause is not None:
             attrs.append((Attr.ERROR_CAUSE, int(cause).to_bytes(4, "big")))
-        attrs += [(t, v) for t, v in pkt.attributes if t in (Attr.STATE, Attr.PROXY_STATE)]
-        has_ma = pkt.get(Attr.MESSAGE_AUTHENTICATOR) is not None
+        attrs += echoed
         raw = encode_response(
             reply_code,
             pkt.identifier,
