@@ -19,7 +19,8 @@ datagram, writes what :meth:`L2tpEndpoint.datagrams_to_send` returns, re-arms on
   Assigned Tunnel ID AVP, which is how a peer identifies the tunnel when the sender does not
   know the peer's id (RFC 2661 4.4.3, 5.7 Assigned Tunnel ID). Ns/Nr are taken from the
   stale message (its Nr is the Ns the peer expects). Rate-limited per (peer, tunnel id) and
-  globally (``stale_interval``, ``stale_per_second``); on by default in the LAC role only.
+  globally (``stale_interval``, ``stale_per_second``); on by default, in both roles (an LNS
+  that restarted clears the LAC's stale tunnel the same way).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class L2tpEndpoint:
         self._dirty: dict[int, None] = {}
         self._events: deque[L2tpEvent] = deque()
         #: answer control messages on unknown tunnels with a StopCCN (see module docstring)
-        self.stale_stopccn = lns_config is None if stale_stopccn is None else stale_stopccn
+        self.stale_stopccn = True if stale_stopccn is None else stale_stopccn
         self.stale_interval = stale_interval
         self.stale_per_second = stale_per_second
         self._stale_seen: dict[tuple[Peer, int], float] = {}

@@ -96,7 +96,8 @@ def test_data_messages_and_unknown_tunnels_are_counted() -> None:
     hello = encode_control(ControlMessage(4242, 0, 0, 0, MessageType.HELLO, ()))
     ep.receive_datagram(hello, LAC, 0.0)
     assert ep.counters["unknown_tunnel"] == 1
-    assert ep.datagrams_to_send(0.0) == []
+    (stale,) = ep.datagrams_to_send(0.0)  # a StopCCN for the stale tunnel (see below)
+    assert decode_control(stale[0]).message_type is MessageType.StopCCN
 
 
 def test_retransmitted_sccrq_reaches_the_same_tunnel() -> None:
@@ -289,11 +290,11 @@ def test_zlb_stopccn_and_undecodable_messages_are_not_answered() -> None:
     assert ep.counters["stale_stopccn_sent"] == 0
 
 
-def test_lns_role_and_opt_out_do_not_answer() -> None:
-    for ep in (lns_endpoint(), L2tpEndpoint(strict=True, stale_stopccn=False)):
+def test_opt_out_does_not_answer() -> None:
+    for ep in (lns_endpoint(stale_stopccn=False), L2tpEndpoint(strict=True, stale_stopccn=False)):
         ep.receive_datagram(hello(4242, 0, 0), LAC, 0.0)
         assert ep.datagrams_to_send(0.0) == []
-    assert lns_endpoint(stale_stopccn=True).stale_stopccn is True
+    assert lns_endpoint().stale_stopccn is True
 
 
 @settings(max_examples=30, deadline=None)
@@ -360,4 +361,35 @@ def test_restarted_lac_clears_the_lns_stale_tunnel_at_its_next_hello() -> None:
     assert closed and closed[0].reason == "stopccn-received", closed
     assert now < 6.0  # at the first HELLO (5 s idle), not after 1+2+4+8+8 s of retransmits
     assert restarted.counters["stale_stopccn_sent"] == 1
+    assert not restarted.tunnels
+
+
+def test_restarted_lns_clears_the_lac_stale_tunnel_at_its_next_hello() -> None:
+    """The mirror case: the LNS restarts; the LAC's next HELLO gets the StopCCN."""
+    lns = L2tpEndpoint(
+        rand_bytes=random.Random(5).randbytes,
+        lns_config=TunnelConfig(host_name="lns"),
+        strict=True,
+    )
+    lac = L2tpEndpoint(rand_bytes=random.Random(6).randbytes, strict=True)
+    lac.open_tunnel(LNS, TunnelConfig(hello_interval=5.0), 0.0)
+    for t in (0.0, 0.2, 0.4):
+        lac.handle_timer(t)
+        lns.handle_timer(t)
+        _exchange(lac, lns, t)
+    assert any(isinstance(e, TunnelEstablished) for e in events(lac))
+    restarted = L2tpEndpoint(
+        rand_bytes=random.Random(8).randbytes,
+        lns_config=TunnelConfig(host_name="lns"),
+        strict=True,
+    )
+    now = 0.4
+    closed: list[L2tpEvent] = []
+    while now < 8.0 and not closed:
+        now += 0.1
+        lac.handle_timer(now)
+        _exchange(lac, restarted, now)
+        closed = [e for e in events(lac) if isinstance(e, TunnelClosed)]
+    assert closed and closed[0].reason == "stopccn-received", closed
+    assert now < 6.0
     assert not restarted.tunnels
