@@ -138,6 +138,9 @@ def register(sub: Any) -> None:
 
 # -- subscribers ----------------------------------------------------------------------------
 
+#: SubscriberDown reasons of sessions we ended ourselves (churn commands, hang-up).
+_LOCAL_ENDS = frozenset({"local-padt", "power-off", "lcp-terminate"})
+
 
 class SubscriberRun:
     """Glue between the reactor, the subscriber pool and the pure load generator."""
@@ -221,9 +224,9 @@ class SubscriberRun:
             self.gen.subscriber_failed(i, now, event.reason)
             self._forget(sub)
         elif isinstance(event, SubscriberDown):
-            churn = (
-                self.hanging_up or event.reason in CHURN_ACTIONS or event.reason in ("local-padt")
-            )
+            # Ended by us (churn or hang-up): "local-padt", "power-off", "lcp-terminate".
+            # A PADT from the AC ("padt") is a lost session, not churn.
+            churn = self.hanging_up or event.reason in _LOCAL_ENDS
             self.gen.subscriber_down(i, now, event.reason, churn=churn)
             self._forget(sub)
         elif isinstance(event, PingsCompleted):

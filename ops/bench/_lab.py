@@ -92,17 +92,22 @@ def progress_lines(text: str) -> list[tuple[float, int, int, int, int, int]]:
     ]
 
 
-def _users(lns_count: int) -> str:
+def _users(lns_count: int, tunnels_per_lns: int = 1) -> str:
+    """Every user: one RFC 2868 tag group per (LNS, tunnel); LNS i has preference 10 * i, its
+    groups differ by Tunnel-Assignment-Id, so they are separate tunnels (RFC 2868 3.7) that
+    share the load. The broker caps the sessions per tunnel identity (policy
+    ``max_tunnel_sessions`` <= 65535), hence several identities for more sessions."""
     groups = []
     for i in range(lns_count):
-        tag = i + 1
-        groups.append(
-            f"\tTunnel-Type:{tag} = L2TP,\n\tTunnel-Medium-Type:{tag} = IPv4,\n"
-            f'\tTunnel-Server-Endpoint:{tag} = "{LNS_ADDRS[i]}",\n'
-            f'\tTunnel-Password:{tag} = "{TUNNEL_SECRET}",\n'
-            f"\tTunnel-Preference:{tag} = {10 * i},\n"
-            f'\tTunnel-Assignment-Id:{tag} = "lns{i}"'
-        )
+        for k in range(tunnels_per_lns):
+            tag = i * tunnels_per_lns + k + 1
+            groups.append(
+                f"\tTunnel-Type:{tag} = L2TP,\n\tTunnel-Medium-Type:{tag} = IPv4,\n"
+                f'\tTunnel-Server-Endpoint:{tag} = "{LNS_ADDRS[i]}",\n'
+                f'\tTunnel-Password:{tag} = "{TUNNEL_SECRET}",\n'
+                f"\tTunnel-Preference:{tag} = {10 * i},\n"
+                f'\tTunnel-Assignment-Id:{tag} = "lns{i}-t{k}"'
+            )
     return (
         f'DEFAULT Cleartext-Password := "{PASSWORD}"\n'
         "\tService-Type = Framed-User,\n\tFramed-Protocol = PPP,\n" + ",\n".join(groups) + "\n"
@@ -112,6 +117,8 @@ def _users(lns_count: int) -> str:
 @dataclass(frozen=True, slots=True)
 class LabOptions:
     lns_count: int = 1
+    #: tunnel identities (Tunnel-Assignment-Id) per LNS in the RADIUS reply
+    tunnels_per_lns: int = 1
     #: extra ``sim lns`` arguments (every emulator)
     lns_args: tuple[str, ...] = ("--receive-window", "256", "--reuse-addresses")
     broker_echo_interval: float = 10.0
@@ -126,6 +133,8 @@ class LabOptions:
     broker_env: dict[str, str] = field(default_factory=dict)
     #: command prefix for the broker (e.g. a profiler); the broker's own argv follows
     broker_wrap: tuple[str, ...] = ()
+    #: run the broker from this source tree instead (before/after comparisons)
+    broker_root: Path | None = None
     #: profile the broker with cProfile on CPU time (``time.process_time``) into this file
     #: (written when the broker exits)
     cprofile: Path | None = None
@@ -185,7 +194,7 @@ class ScaleLab:
         self.radius = FreeRadius(
             self.dir / "radius", auth_port=1812, acct_port=1813,
             clients=[LabClient("lab", "198.51.100.0/24", RADIUS_SECRET)],
-            address=LAC, netns=self.lac.name, users=_users(o.lns_count),
+            address=LAC, netns=self.lac.name, users=_users(o.lns_count, o.tunnels_per_lns),
         )  # fmt: skip
         self.radius.start()
         for i in range(o.lns_count):
@@ -193,10 +202,12 @@ class ScaleLab:
             self.start_lns(i)
         self.start_broker()
 
-    def _popen(self, ns: Netns, name: str, argv: Sequence[str], env: dict[str, str]) -> Any:
+    def _popen(
+        self, ns: Netns, name: str, argv: Sequence[str], env: dict[str, str], cwd: Path = ROOT
+    ) -> Any:
         log = (self.dir / f"{name}.log").open("ab")
         self._files.append(log)
-        proc = ns.popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
+        proc = ns.popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(cwd))
         self._procs.append(proc)
         return proc
 
@@ -280,7 +291,9 @@ log: {{format: text, level: warn}}
         if self.o.cprofile is not None:
             argv = [venv_python(), "-c", _CPROFILE, str(self.o.cprofile), "run", "-c", config]
         env = dict(self.env, **self.o.broker_env)
-        self.broker = proc = self._popen(self.lac, "broker", argv, env)
+        root = self.o.broker_root or ROOT
+        env["PYTHONPATH"] = str(root)
+        self.broker = proc = self._popen(self.lac, "broker", argv, env, cwd=root)
 
         def ready() -> bool:
             if proc.poll() is not None:

@@ -1,8 +1,8 @@
 """Established sessions held by one broker process (issue 8): ``python -m ops.bench.concurrency``.
 
-``--sessions`` subscribers come up through the broker (FreeRADIUS, ``sim lns``; tunnels capped
-at ``--tunnel-cap`` sessions so several tunnels carry them, RFC 2661 allows 65,535) and are
-held for ``--hold`` seconds while
+``--sessions`` subscribers come up through the broker (FreeRADIUS, ``sim lns``; RADIUS offers
+``--tunnels`` tunnel identities at equal preference, so several tunnels carry them: one
+carries at most 65,535, RFC 2661) and are held for ``--hold`` seconds while
 
 - every CPE sends an LCP Echo-Request every ``--echo-interval`` seconds through the broker's
   splice to the LNS emulator, which answers: the generator measures the round trip;
@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold", type=float, default=60.0)
     p.add_argument("--echo-interval", type=float, default=30.0)
     p.add_argument("--hello-probe", type=float, default=5.0)
-    p.add_argument("--tunnel-cap", type=int, default=40_000)
+    p.add_argument(
+        "--tunnels", type=int, default=2, help="tunnel identities per LNS (<= 65,535 sessions each)"
+    )
     p.add_argument("--baseline-sessions", type=int, default=500)
     p.add_argument("--json-out")
     a = p.parse_args(argv)
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                   "--hello-probe", str(a.hello_probe)),
         max_sessions=a.sessions + 1000,
         max_setups=a.outstanding + 500,
-        max_tunnel_sessions=a.tunnel_cap,
+        tunnels_per_lns=a.tunnels,
         broker_echo_interval=30.0,
     )  # fmt: skip
     results = []

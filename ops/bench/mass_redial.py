@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--outstanding", type=int, default=800)
     p.add_argument("--hello-interval", type=float, default=5.0)
     p.add_argument("--retransmit", default="1,1,2,2", help="broker's L2TP schedule (s)")
-    p.add_argument("--tunnel-cap", type=int, default=40_000)
+    p.add_argument(
+        "--tunnels", type=int, default=2, help="tunnel identities per LNS (<= 65,535 sessions each)"
+    )
     p.add_argument("--json-out")
     a = p.parse_args(argv)
     n = a.sessions
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         retransmit=tuple(float(x) for x in a.retransmit.split(",")),
         max_sessions=n + 1000,
         max_setups=a.outstanding + 500,
-        max_tunnel_sessions=a.tunnel_cap,
+        tunnels_per_lns=a.tunnels,
         broker_echo_interval=30.0,
     )
     with ScaleLab(opts) as lab:

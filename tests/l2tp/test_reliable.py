@@ -234,3 +234,28 @@ def test_drop_unsent_reuses_their_ns() -> None:
     assert t.send(msg, 0.0) == 1  # the next message takes the first unused Ns
     t.receive(0, 1, True, "", 0.1)
     assert [ns_of(d) for d in t.datagrams_to_send(0.1)] == [1]
+
+
+def test_ack_samples_time_first_transmission_to_acknowledgement() -> None:
+    """With a sample list set, each message acknowledged without a retransmission gives one
+    sample (seconds); a retransmitted message gives none."""
+    t = make(retransmit=(1.0, 1.0, 1.0))
+    samples: list[float] = []
+    t.ack_samples = samples
+    t.send(msg, 0.0)
+    t.datagrams_to_send(0.0)
+    t.receive(0, 1, True, "zlb", 0.25)  # ZLB acknowledging Ns 0
+    assert samples == [0.25]
+    t.send(msg, 2.0)
+    t.datagrams_to_send(2.0)
+    t.handle_timer(3.0)  # retransmitted
+    t.receive(0, 2, True, "zlb", 3.1)
+    assert samples == [0.25]
+    assert t.in_flight == 0
+
+
+def test_no_samples_without_a_list() -> None:
+    t = make()
+    t.send(msg, 0.0)
+    t.receive(0, 1, True, "zlb", 0.5)
+    assert t.ack_samples is None and t.in_flight == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -192,3 +193,33 @@ def test_max_failure_turns_nak_into_reject() -> None:
         a.receive(encode_control(0xC021, 1, i, b"\x01\x04\x23\x28")[2:], 0.0)  # MRU 9000
         codes.append(decode_control(a.frames_to_send()[0][2:]).code)
     assert codes == [3, 3, 4, 4]
+
+
+def test_echo_round_trip_samples() -> None:
+    """With ``echo_rtts`` set, each answered Echo-Request adds its round trip (seconds)."""
+    r = random.Random(3)
+    a = LcpAutomaton(RestartConfig(), mru=1492, echo_interval=10.0, rand_bytes=r.randbytes)
+    b = LcpAutomaton(RestartConfig(), mru=1492, rand_bytes=r.randbytes)
+    for x in (a, b):
+        x.up(0.0)
+        x.open(0.0)
+    for _ in range(20):
+        fa, fb = a.frames_to_send(), b.frames_to_send()
+        if not fa and not fb:
+            break
+        for f in fa:
+            b.receive(f[2:], 0.0)
+        for f in fb:
+            a.receive(f[2:], 0.0)
+    assert a.state is State.OPENED
+    rtts: list[float] = []
+    a.echo_rtts = rtts
+    a.handle_timer(10.0)
+    (req,) = a.frames_to_send()
+    assert decode_control(req[2:]).code == LcpCode.ECHO_REQUEST
+    b.receive(req[2:], 10.0)
+    (reply,) = b.frames_to_send()
+    a.receive(reply[2:], 10.04)
+    assert rtts == [pytest.approx(0.04)]
+    a.receive(reply[2:], 10.5)  # a duplicate reply adds nothing
+    assert len(rtts) == 1 and a.echo_outstanding == 0

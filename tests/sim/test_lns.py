@@ -296,3 +296,18 @@ def test_lcp_echo_keepalive_clears_a_silent_cpe() -> None:
     assert closed and closed[0].by_peer
     assert rig.lns.counters["lcp-terminated"] == 1
     assert rig.lns.status()["sessions"] == 0
+
+
+def test_hello_probe_samples_the_peer_acknowledgement() -> None:
+    """--hello-probe: a HELLO on every established tunnel every S seconds even while data
+    flows; the LAC's acknowledgement time appears in ``status()["ack_ms"]``."""
+    cfg = LnsConfig(tunnel=TunnelConfig(host_name="lns", secret=SECRET), hello_probe=2.0)
+    rig = Rig(cfg)
+    rig.call()
+    rig.lns.status()  # drop the set-up samples
+    rig.advance(4.5)  # two probes; the LAC acknowledges each after its ZLB delay
+    assert rig.lns.counters["hello-probes"] == 2
+    ack = rig.lns.status()["ack_ms"]
+    assert isinstance(ack, dict) and ack["count"] == 2
+    assert ack["max"] is not None and 0.0 <= ack["max"] <= 200.0
+    assert rig.lns.status()["ack_ms"] == {"count": 0, "p50": None, "p99": None, "max": None}

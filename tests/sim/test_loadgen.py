@@ -177,3 +177,28 @@ def test_churn_run_settles_after_the_first_round_and_churned_pings_do_not_fail()
     assert gen.first_round_settled
     r = gen.report(1.0)
     assert r.ping_failed == 0 and r.success and r.setups == 2
+
+
+def test_lost_sessions_redial_with_redial_lost() -> None:
+    """--redial-lost: a session lost to the network (PADT from the AC) dials again; the down
+    is still reported, and the second set-up counts as a setup, not a new subscriber."""
+    gen = LoadGenerator(LoadPlan(count=2, rate=100.0, redial_lost=True))
+    assert gen.due_starts(0.0) == [0]
+    assert gen.due_starts(0.01) == [1]
+    gen.subscriber_up(0, 0.1, 0.1)
+    gen.subscriber_up(1, 0.1, 0.1)
+    gen.subscriber_down(0, 5.0, "padt")
+    assert gen.due_starts(5.0) == [0]
+    gen.subscriber_up(0, 5.2, 0.2)
+    r = gen.report(6.0)
+    assert r.downs == {"padt": 1}
+    assert r.up == 2 and r.setups == 3 and r.currently_up == 2
+
+
+def test_lost_sessions_stay_down_without_redial_lost() -> None:
+    gen = LoadGenerator(LoadPlan(count=1, redial=True))
+    gen.due_starts(0.0)
+    gen.subscriber_up(0, 0.1, 0.1)
+    gen.subscriber_down(0, 5.0, "padt")
+    assert gen.due_starts(6.0) == []
+    assert gen.report(6.0).currently_up == 0
