@@ -9,14 +9,22 @@ Routes (all JSON except /metrics):
     POST /drain  {"on": true|false}
     GET  /metrics                     Prometheus text format
 
-The API never returns secrets: the backend's views are built without them.
+The API never returns secrets: the backend's views are built without them. It has no
+authentication, so it listens only on loopback or a unix socket (mode 0600; the config
+loader refuses anything else). On TCP it refuses what a web browser on the same host could
+be made to send: requests with an ``Origin`` header or a ``Host`` that is not a loopback
+name (DNS rebinding) get 403, POSTs without ``content-type: application/json`` get 415 (a
+cross-site form cannot send that type without a CORS preflight, which is never answered).
+Bodies over 4 kB get 413.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any, Protocol
 
+from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import maybeDeferred
 from twisted.python.failure import Failure
 from twisted.web import resource, server
@@ -50,6 +58,14 @@ class ControlResource(resource.Resource):
     def __init__(self, backend: ControlBackend) -> None:
         super().__init__()
         self.backend = backend
+
+    def render(self, request: Request) -> bytes | int:  # Twisted override
+        refusal = _refusal(request)
+        if refusal is not None:
+            code, message = refusal
+            return _json(request, code, {"error": message})
+        result: bytes | int = super().render(request)
+        return result
 
     def render_GET(self, request: Request) -> bytes:  # Twisted override
         path = _path(request)
@@ -90,6 +106,49 @@ class ControlResource(resource.Resource):
         except (ValueError, KeyError) as exc:
             return _json(request, 400, {"error": str(exc)})
         return _json(request, 404, {"error": f"no such action: /{'/'.join(path)}"})
+
+
+#: Largest POST body read (the only body is ``{"on": true}``).
+MAX_BODY = 4096
+
+
+def _loopback_host(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    name = name.strip("[]").lower()
+    if name in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _refusal(request: Request) -> tuple[int, str] | None:
+    """Why a request that a browser could have been tricked into sending is refused.
+    Browsers cannot reach a unix socket: there only the body size is checked."""
+    tcp = not isinstance(request.getHost(), UNIXAddress)
+    if tcp and (refusal := _browser_refusal(request)) is not None:
+        return refusal
+    if request.method == b"POST" and request.content is not None:
+        request.content.seek(0, 2)
+        size = request.content.tell()
+        request.content.seek(0)
+        if size > MAX_BODY:
+            return 413, f"request body larger than {MAX_BODY} octets"
+    return None
+
+
+def _browser_refusal(request: Request) -> tuple[int, str] | None:
+    if request.getHeader(b"origin") is not None:
+        return 403, "cross-origin requests are refused (Origin header present)"
+    host = request.getHeader(b"host")
+    if host is not None and not _loopback_host(host.decode("latin-1")):
+        return 403, "requests must name a loopback host (DNS rebinding protection)"
+    if request.method == b"POST":
+        ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+        if ctype != b"application/json":
+            return 415, "POST needs content-type: application/json"
+    return None
 
 
 def _path(request: Request) -> list[str]:

@@ -112,3 +112,46 @@ def test_endpoint_description() -> None:
     assert endpoint_description("127.0.0.1:8081") == "tcp:8081:interface=127.0.0.1"
     assert endpoint_description("unix:/run/b.sock") == "unix:/run/b.sock:mode=600"
     assert poll(lambda: True, 0.1)
+
+
+def _raw(control: str, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> int:
+    """Send one request with exactly these headers; return the HTTP status."""
+    conn = ControlClient(control)._connection()
+    try:
+        conn.putrequest(method, path, skip_host="Host" in headers, skip_accept_encoding=True)
+        for k, v in {**headers, "Content-Length": str(len(body))}.items():
+            conn.putheader(k, v)
+        conn.endheaders(body)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+def test_browser_shaped_requests_are_refused(control: str) -> None:
+    assert _raw(control, "POST", "/drain", JSON, b"{" + b" " * 5000 + b"}") == 413
+    if control.startswith("unix:"):  # no browser reaches a unix socket: curl-style is fine
+        assert _raw(control, "GET", "/status", {"Host": "broker"}) == 200
+        assert _raw(control, "POST", "/drain", {}, b"") == 200
+        assert _raw(control, "POST", "/drain", JSON, b'{"on": false}') == 200
+        return
+    # what the CLI sends works
+    assert _raw(control, "GET", "/status", {}) == 200
+    assert _raw(control, "POST", "/drain", JSON, b'{"on": false}') == 200
+    for host in ("localhost", "127.0.0.1:8081", "[::1]:8081", "127.1.2.3"):
+        assert _raw(control, "GET", "/status", {"Host": host}) == 200, host
+    # a page in a browser on the same host: cross-site form POST, fetch with Origin,
+    # DNS rebinding (the attacker's name resolving to 127.0.0.1)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert _raw(control, "POST", "/drain", form, b"on=true") == 415
+    assert _raw(control, "POST", "/sessions/1/kill", {"Content-Type": "text/plain"}) == 415
+    assert _raw(control, "POST", "/drain", {}) == 415
+    origin = {**JSON, "Origin": "http://evil.example"}
+    assert _raw(control, "POST", "/drain", origin, b'{"on": true}') == 403
+    assert _raw(control, "GET", "/sessions", {"Origin": "null"}) == 403
+    for host in ("evil.example", "evil.example:8081", "198.51.100.7", "[2001:db8::1]:80"):
+        assert _raw(control, "GET", "/sessions", {"Host": host}) == 403, host
+        assert _raw(control, "POST", "/drain", {**JSON, "Host": host}, b"{}") == 403, host
+    assert ControlClient(control).get("/status")["draining"] is False  # nothing got through
