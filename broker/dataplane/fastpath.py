@@ -313,10 +313,17 @@ def open_egress_socket(interface: str) -> socket.socket:
 def linux_egress(peer: tuple[str, int], local: tuple[str, int]) -> Egress | None:
     """Ask the kernel (``ip route get``, the neighbour table) how it reaches ``peer``.
 
-    None when the route has no resolved neighbour yet, or is not Ethernet-like. Blocking
-    (two ``ip`` runs): call it once per LNS, after the tunnel is up.
+    None when the route has no resolved neighbour yet, or is not Ethernet-like, or when the
+    host has any IPsec (xfrm) policy: a direct path would skip it. Blocking (a few ``ip``
+    runs): call it once per LNS, after the tunnel is up.
     """
     try:
+        policies = subprocess.run(
+            ["ip", "xfrm", "policy", "list"],
+            check=True, capture_output=True, text=True, timeout=2,
+        ).stdout  # fmt: skip
+        if policies.strip():
+            return None
         route = json.loads(
             subprocess.run(
                 ["ip", "-j", "route", "get", peer[0], "from", local[0]],

@@ -124,3 +124,29 @@ def test_frames_pass_both_ways_with_counters(direct: bool, rings: bool) -> None:
     assert report["splice"]["tx_ring_full"] == report["splice"]["tx_flush_errors"] == 0
     assert report["control"] == ["c802000c0000000000000000"]
     assert report["unspliced"] == [f"{UNSPLICED_SID:04x}:" + b"\xc0\x21unspliced".hex()]
+
+
+EGRESS_CHECK = """
+import json, sys
+sys.path.insert(0, {root!r})
+from broker.dataplane.fastpath import linux_egress
+e = linux_egress(({lns!r}, 1701), ({brk!r}, 1701))
+print(json.dumps(None if e is None else [e.interface, e.dst_mac.hex(), list(e.src)]))
+"""
+
+
+@pytest.mark.integration
+def test_linux_egress_refuses_when_an_ipsec_policy_exists() -> None:
+    require_root()
+    root = str(Path(__file__).resolve().parents[2])
+    script = EGRESS_CHECK.format(root=root, lns=LNS_IP, brk=BRK_IP)
+    with Netns("egb") as brk, Netns("egl") as lns:
+        brk_if, lns_if = veth(brk, lns, f"{BRK_IP}/24", f"{LNS_IP}/24", prefix="eg")
+        lns_mac = mac_of(lns, lns_if)
+        brk.run(["ip", "neigh", "replace", LNS_IP, "lladdr", lns_mac, "dev", brk_if,
+                 "nud", "permanent"])  # fmt: skip
+        found = json.loads(brk.run([venv_python(), "-c", script]).stdout)
+        assert found == [brk_if, lns_mac.replace(":", ""), [BRK_IP, 1701]]
+        brk.run(["ip", "xfrm", "policy", "add", "src", f"{BRK_IP}/32", "dst", f"{LNS_IP}/32",
+                 "dir", "out", "action", "block"])  # fmt: skip
+        assert json.loads(brk.run([venv_python(), "-c", script]).stdout) is None
