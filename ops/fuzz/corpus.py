@@ -179,6 +179,45 @@ def _avp_seeds(controls: list[bytes]) -> list[bytes]:
     return out
 
 
+def _endpoint_seeds(vectors: list[bytes]) -> list[bytes]:
+    """Datagram sequences for l2tp_endpoint: (flags, length, datagram) records."""
+    by_name = {}
+    for path in sorted((VECTORS / "l2tp").glob("*.hex")):
+        text = "".join(
+            line.strip() for line in path.read_text().splitlines() if not line.startswith("#")
+        )
+        by_name[path.stem] = bytes.fromhex(text)
+
+    def records(*items: tuple[int, str]) -> bytes:
+        out = b""
+        for flags, name in items:
+            datagram = by_name.get(name, b"")
+            out += bytes((flags,)) + len(datagram).to_bytes(2, "big") + datagram
+        return out
+
+    seeds = []
+    for kind in ("plain", "secure"):
+        seeds.append(
+            records(
+                (0, f"xl2tpd_lac_{kind}_sccrq"),
+                (3, f"xl2tpd_lac_{kind}_scccn"),
+                (3, f"xl2tpd_lac_{kind}_icrq"),
+                (3, f"xl2tpd_lac_{kind}_iccn"),
+                (0x13, f"xl2tpd_lac_{kind}_cdn"),
+            )
+        )
+        seeds.append(
+            records(
+                (7, f"l2tpns_lns_{kind}_sccrp"),
+                (7, f"l2tpns_lns_{kind}_zlb"),
+                (7, f"l2tpns_lns_{kind}_icrp"),
+                (0x57, f"xl2tpd_lns_{kind}_cdn"),
+                (0x87, f"l2tpns_lns_{kind}_data"),
+            )
+        )
+    return seeds
+
+
 def _pppoe_seeds() -> tuple[list[bytes], list[bytes]]:
     discovery: list[bytes] = []
     session: list[bytes] = []
@@ -328,6 +367,7 @@ def build() -> dict[str, list[bytes]]:
         "l2tp_control": controls,
         "l2tp_data": data,
         "l2tp_avps": _avp_seeds(controls),
+        "l2tp_endpoint": _endpoint_seeds(vectors),
         "pppoe_discovery": discovery,
         "pppoe_session": session,
         "ppp_lcp": lcp,

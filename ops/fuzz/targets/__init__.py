@@ -14,6 +14,7 @@ TARGETS: tuple[str, ...] = (
     "l2tp_control",
     "l2tp_data",
     "l2tp_avps",
+    "l2tp_endpoint",
     "pppoe_discovery",
     "pppoe_session",
     "ppp_lcp",
