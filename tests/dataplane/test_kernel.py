@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import socket
 from collections import deque
 from types import SimpleNamespace
 from typing import Any
@@ -12,10 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.dataplane import pppox
+from broker.dataplane.fastpath import FastSplice
 from broker.dataplane.kernel import (
     L2TP_OVERHEAD,
     SEQ_OVERHEAD,
     KernelSplice,
+    LinuxKernelOps,
     kernel_support,
 )
 from broker.dataplane.userspace import ETH_P_PPP_SES
@@ -506,3 +509,67 @@ def test_kernel_support_answers_with_a_reason() -> None:
     assert isinstance(ok, bool) and why
     if not ok:
         assert "module" in why or "load" in why
+
+
+# -- real sockets on loopback (no PPP/L2TP needed) ----------------------------------------------
+
+
+def test_tunnel_socket_shares_the_l2tp_port_and_takes_the_lns_datagrams() -> None:
+    listening = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    lns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        listening.bind(("127.0.0.1", 0))
+        lns.bind(("127.0.0.1", 0))
+        other.bind(("127.0.0.1", 0))
+        splice = KernelSplice(lambda d, p: None, lambda *a: None, netlink=FakeNetlink())
+        adapter = SimpleNamespace(
+            listening=SimpleNamespace(socket=listening), reactor=FakeReactor(),
+            datagramReceived=lambda data, addr: None,
+        )  # fmt: skip
+        splice.install(None, adapter)  # SO_REUSEADDR on the listening socket
+        local = listening.getsockname()
+        tunnel = LinuxKernelOps().tunnel_socket(local, lns.getsockname())
+        try:
+            assert tunnel.getsockname() == local
+            lns.sendto(b"\xc8\x02from-lns", local)
+            other.sendto(b"\xc8\x02from-other", local)
+            tunnel.settimeout(5)
+            listening.settimeout(5)
+            assert tunnel.recvfrom(100)[0] == b"\xc8\x02from-lns"
+            assert listening.recvfrom(100)[0] == b"\xc8\x02from-other"
+        finally:
+            tunnel.close()
+        splice.uninstall()
+    finally:
+        for s in (listening, lns, other):
+            s.close()
+
+
+def test_real_ops_without_a_working_kernel_session_fall_back_to_userspace() -> None:
+    # The fake netlink creates nothing in the kernel, so connecting the PPPoL2TP socket fails
+    # (no AF_PPPOX on this host, or no such tunnel where the modules exist): userspace takes it.
+    listening = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    lns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sent: list[tuple[bytes, Any]] = []
+    try:
+        listening.bind(("127.0.0.1", 0))
+        lns.bind(("127.0.0.1", 0))
+        nl = FakeNetlink()
+        splice = KernelSplice(lambda d, p: sent.append((d, p)), lambda *a: None, netlink=nl)
+        assert isinstance(splice.fallback, FastSplice)
+        splice._local = listening.getsockname()
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        splice.attach(
+            call_id=1, interface="eth1", mac=mac(1), pppoe_session_id=7, tunnel_id=10,
+            session_id=101, peer_tunnel_id=1010, peer_session_id=201, peer=lns.getsockname(),
+            sequencing=False,
+        )  # fmt: skip
+        assert splice.kernel_calls == [] and len(splice) == 1
+        assert nl.tunnels == {} and nl.sessions == {}
+        assert splice.upstream("eth1", mac(1), 7, b"\x00\x21ip") is True
+        assert sent and sent[0][0].endswith(b"\xff\x03\x00\x21ip")
+        assert splice.detach(1)["input_packets"] == 1
+    finally:
+        listening.close()
+        lns.close()
