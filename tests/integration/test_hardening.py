@@ -80,7 +80,8 @@ def test_runs_unprivileged_with_only_net_raw_and_net_admin(lab: HostileLab) -> N
         2, user_template="user{i}@isp-a.example", rate=10, ping=LNS_A, timeout=90,
         extra=["--ping-count", "3", "--ping-interval", "0.3"],
     )  # fmt: skip
-    assert report["up"] == 2 and report["pings_received"] >= 5, report["_output"][-2000:]
+    assert report["up"] == 2 and report["ping_failed"] == 0, report["_output"][-2000:]
+    assert report["pings_received"] > 0
     state = lab.dir / "node0" / "state"
     assert state.stat().st_uid == NOBODY[0] and stat.S_IMODE(state.stat().st_mode) == 0o700
     for f in state.iterdir():  # the accounting spool: private to the daemon
@@ -136,7 +137,7 @@ def test_no_secret_in_logs_control_api_or_metrics(lab: HostileLab) -> None:
         dm = disconnect_request(user, lab.secret_values["dynauth"].encode())
         out = lab.run_in(
             "lac", "udp", "--target", f"{LAC_ADDR}:3799", "--source", f"{LAC_ADDR}:0",
-            "--wait", "3", dm.hex(),
+            "--wait", "5", dm.hex(),
         )  # fmt: skip
         assert len(out["answers"]) == 1
         views = {

@@ -48,17 +48,21 @@ def test_forged_and_replayed_replies_dropped_call_completes(lab: HostileLab) -> 
     proxy = lab.proxy_report()
     assert proxy["have_old_reply"], "FreeRADIUS gave the proxy no Access-Reject to replay"
     calls = proxy["genuine_replies"] - proxy_before["genuine_replies"]
-    assert calls == 3
+    assert calls >= 3
     sent = {k: v - proxy_before["forged_sent"].get(k, 0) for k, v in proxy["forged_sent"].items()}
     assert all(sent[k] == calls for k in (*FORGED_KINDS, "truncated", "replayed-genuine")), sent
     d = delta(before, lab.metrics())
     assert d.get("radius/accepts", 0) == 3 and d.get("radius/rejects", 0) == 0, d
-    # wrong authenticator, no MA, replayed old reply and the oversized copy fail verification
-    # (or do not parse); the truncated copy is malformed; the late replay matches no request
-    assert d.get("radius/forged_replies", 0) + d.get("radius/malformed", 0) == calls * 5, d
-    assert d.get("radius/malformed", 0) >= calls, d
-    assert d.get("radius/unknown_reply", 0) == calls, d
-    assert d.get("radius/retransmits", 0) == 0, d  # nothing made the client give up waiting
+    # Every datagram but the 3 accepted replies is dropped and counted: the forgeries sent
+    # before a genuine reply fail verification (wrong authenticator, no MA, replayed old
+    # reply, Length beyond 4096) or do not parse (truncated); a replay after the answer
+    # matches no request. (A retransmission on a slow machine makes the proxy answer twice;
+    # the sums still hold.)
+    to_broker = sum(sent.values()) + calls
+    dropped = sum(d.get(f"radius/{k}", 0) for k in ("forged_replies", "malformed", "unknown_reply"))
+    assert dropped == to_broker - 3, (d, sent)
+    assert d.get("radius/forged_replies", 0) + d.get("radius/malformed", 0) >= 3 * 5, d
+    assert d.get("radius/malformed", 0) >= 3 and d.get("radius/unknown_reply", 0) >= 3, d
 
 
 def test_disconnect_requests_from_strangers_dropped_session_kept(lab: HostileLab) -> None:
