@@ -19,9 +19,17 @@ runtime can swap one for the other. On top of that it can own the hot sockets:
   data headers (L, S, O bits, no FF 03) go through the general parser; the PPPoE + Ethernet
   header is written in place in front of the PPP frame and sent on the interface's AF_PACKET
   socket; control messages (T bit) go to a callback (the L2TP adapter).
-- Optional direct egress (:meth:`FastSplice.set_egress`, :class:`DirectPath`): upstream
-  datagrams written as whole Ethernet frames to the LNS's next hop, skipping the kernel's
-  UDP/IP output path (and netfilter): opt-in.
+- :meth:`FastSplice.read_l2tp_ring` walks an AF_PACKET receive ring on which a classic BPF
+  filter puts the L2TP data messages for our address and port (:mod:`broker.dataplane.rings`);
+  a complementary filter on the UDP socket drops them there, so control messages alone reach
+  the socket (the L2TP adapter) and data messages cost no system call. Fragments are
+  reassembled on the slow path.
+- Transmit rings (:class:`~broker.dataplane.rings.TxRing`, PACKET_TX_RING): frames for the
+  subscribers, and direct-egress datagrams, are written into mapped slots and sent with one
+  ``send`` per batch (each reader flushes at the end of its batch).
+- Optional direct egress (:meth:`FastSplice.set_egress`, :class:`DirectPath`, or
+  ``install(direct=True)``): upstream datagrams written as whole Ethernet frames to the LNS's
+  next hop, skipping the kernel's UDP/IP output path (and netfilter): opt-in.
 - :meth:`FastSplice.install` hooks the loops into a running ``RawEthernetPort`` and
   ``L2tpUdpAdapter`` (it replaces their readers' ``doRead`` for the session sockets and the
   UDP port), so the runtime switches with one constructor change plus one call;
@@ -442,6 +450,8 @@ class FastSplice:
             linux_egress
         )
         self._egress_tried: dict[tuple[str, int], float] = {}
+        self._egress_tx: dict[str, TxRing] = {}
+        self._egress_socks: dict[str, Any] = {}
         self._local: tuple[str, int] | None = None
         self._reasm = Reassembler()
         self.counters: dict[str, int] = {
@@ -643,12 +653,16 @@ class FastSplice:
                         entry.direct = None
             return
         tx: TxRing | None = None
-        if sock is None and self.tx_ring:
-            with contextlib.suppress(OSError, ValueError):
-                tx = self._open_tx(egress.interface, vnet_hdr=True)
-                sock = tx.sock
+        if sock is None:  # one socket (and ring) per interface, shared by its LNSs
+            tx = self._egress_tx.get(egress.interface)
+            if tx is None and self.tx_ring:
+                with contextlib.suppress(OSError, ValueError):
+                    tx = self._egress_tx[egress.interface] = self._open_tx(
+                        egress.interface, vnet_hdr=True
+                    )
+            sock = tx.sock if tx is not None else self._egress_socks.get(egress.interface)
         if sock is None:
-            sock = open_egress_socket(egress.interface)
+            sock = self._egress_socks[egress.interface] = open_egress_socket(egress.interface)
             self._own_socks.append(sock)
         path = DirectPath(egress, sock, tx)
         self._direct[egress.dst] = path
@@ -1379,3 +1393,5 @@ class FastSplice:
         self._eth_socks.clear()
         self.auto_direct = False
         self._egress_tried.clear()
+        self._egress_tx.clear()
+        self._egress_socks.clear()
