@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,8 @@ class InteropLab(BrokerLab):
         self.guest: Guest | None = None
         self.clients: dict[str, GuestProcess] = {}
         self.lns_procs: dict[str, GuestProcess] = {}
+        self.client_macs: dict[str, str] = {}
+        self.capture: GuestProcess | None = None
 
     # -- host side ---------------------------------------------------------------------------
     def _write_policies(self) -> None:
@@ -173,6 +176,10 @@ class InteropLab(BrokerLab):
                 f"-C /run/xl2tpd-{lns.netns}.control",
                 log=d / "xl2tpd.log",
             )
+        # PPPoE discovery frames on the guest's access NIC (PADI/PADO/PADR/PADS/PADT), as text.
+        self.capture = g.popen_bg(
+            "exec tcpdump -i eth0 -l -n -e -U 'ether proto 0x8863'", log=share / "pppoe-disc.log"
+        )
         for lns in LNSS:
             r = g.wait_for(f"ip netns exec {lns.netns} ss -Hlun 'sport = :1701' | grep -q .", 60)
             if not r.ok:
@@ -227,31 +234,79 @@ class InteropLab(BrokerLab):
     def start_client(self, name: str, user: str, *, auth: str = "chap") -> GuestProcess:
         """A pppd PPPoE client in its own guest netns ``name`` (macvlan of eth0, own MAC),
         offering only ``auth`` ("chap" or "pap"); it gets a default route over its ppp link."""
+        return self.start_clients([(name, user, auth)])[name]
+
+    def start_clients(self, specs: Sequence[tuple[str, str, str]]) -> dict[str, GuestProcess]:
+        """Several clients ``(netns name, user, "chap"|"pap")`` with one guest command."""
         g = self.guest
         assert g is not None
-        refuse = ["refuse-pap"] if auth == "chap" else ["refuse-chap"]
-        refuse += ["refuse-eap", "refuse-mschap", "refuse-mschap-v2"]
-        mac, dev = random_mac(), f"m{name}"[:15]
-        g.run(
-            f"set -e; ip netns add {name}; "
-            f"ip link add {dev} link eth0 address {mac} type macvlan mode private; "
-            f"ip link set {dev} netns {name}; ip -n {name} link set lo up; "
-            f"ip -n {name} link set {dev} up",
-            timeout=30,
-        ).check()
-        args = [
-            "pppd", "nodetach", "plugin", "pppoe.so", f"nic-{dev}", "user", user,
-            "password", PASSWORD, "noauth", "noipdefault", "defaultroute", "noccp", "novj",
-            "nobsdcomp", "nodeflate", "mtu", "1400", "mru", "1400", "maxfail", "1",
-            "lcp-echo-interval", "0", "debug", "linkname", name, "ifname", f"ppp{name}"[:15],
-            *refuse,
-        ]  # fmt: skip
-        proc = g.popen_bg(
-            f"exec ip netns exec {name} " + " ".join(shlex.quote(a) for a in args),
-            log=g.share / f"client-{name}.log",
+        script = ["set -e"]
+        for name, user, auth in specs:
+            refuse = ["refuse-pap"] if auth == "chap" else ["refuse-chap"]
+            refuse += ["refuse-eap", "refuse-mschap", "refuse-mschap-v2"]
+            mac, dev = random_mac(), f"m{name}"[:15]
+            self.client_macs[name] = mac
+            args = [
+                "pppd", "nodetach", "plugin", "pppoe.so", f"nic-{dev}", "user", user,
+                "password", PASSWORD, "noauth", "noipdefault", "defaultroute", "noccp", "novj",
+                "nobsdcomp", "nodeflate", "mtu", "1400", "mru", "1400", "maxfail", "1",
+                "lcp-echo-interval", "0", "debug", "linkname", name, "ifname", f"ppp{name}"[:15],
+                *refuse,
+            ]  # fmt: skip
+            cmd = f"exec ip netns exec {name} " + " ".join(shlex.quote(a) for a in args)
+            log = shlex.quote(str(g.share / f"client-{name}.log"))
+            script += [
+                f"ip netns add {name}",
+                f"ip link add {dev} link eth0 address {mac} type macvlan mode private",
+                f"ip link set {dev} netns {name}",
+                f"ip -n {name} link set lo up",
+                f"ip -n {name} link set {dev} up",
+                f"setsid sh -c {shlex.quote(cmd)} > {log} 2>&1 < /dev/null &",
+                f"echo {name} $!",
+            ]
+        out = g.run("\n".join(script), timeout=120).check().out
+        started: dict[str, GuestProcess] = {}
+        for line in out.splitlines():
+            f = line.split()
+            if len(f) == 2 and f[1].isdigit():
+                started[f[0]] = GuestProcess(g, int(f[1]), g.share / f"client-{f[0]}.log")
+        self.clients.update(started)
+        return started
+
+    def ac_mac(self) -> str:
+        """The MAC of the broker's access port."""
+        assert self.lac is not None
+        out = self.lac.run(["ip", "-j", "link", "show", "dev", self.access_ifaces[0][1]]).stdout
+        return str(json.loads(out)[0]["address"])
+
+    def send_padt(self, name: str, session_id: int) -> None:
+        """Send a PADT (RFC 2516 section 5.5) for ``session_id`` from client ``name``'s MAC on
+        its own link, as a client that hangs up without an LCP Terminate would."""
+        g = self.guest
+        assert g is not None
+        frame = (
+            bytes.fromhex(self.ac_mac().replace(":", ""))
+            + bytes.fromhex(self.client_macs[name].replace(":", ""))
+            + bytes.fromhex("886311a7")
+            + session_id.to_bytes(2, "big")
+            + b"\0\0"
+        ).ljust(60, b"\0")
+        dev = f"m{name}"[:15]
+        py = (
+            "import socket,sys; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); "
+            f"s.bind(({dev!r}, 0)); s.send(bytes.fromhex(sys.argv[1]))"
         )
-        self.clients[name] = proc
-        return proc
+        g.run(f"ip netns exec {name} python3 -c {shlex.quote(py)} {frame.hex()}", 60).check()
+
+    def padts(self, name: str) -> tuple[int, int]:
+        """PADTs seen on the guest's access NIC (from client ``name``, to client ``name``)."""
+        mac = self.client_macs[name]
+        p = self.share / "pppoe-disc.log"
+        lines = [ln for ln in p.read_text(errors="replace").splitlines() if "PADT" in ln]
+        return (
+            sum(1 for ln in lines if f" {mac} > " in ln),
+            sum(1 for ln in lines if f" > {mac}," in ln),
+        )
 
     def sessions_up(self, path: str = "ipup.log") -> list[PppSession]:
         p = self.share / path
