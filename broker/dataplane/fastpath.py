@@ -104,9 +104,10 @@ _DIRECT_HDR = 52
 _VNET_HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start/offset
 _U16 = struct.Struct("!H")
 _U16X2 = struct.Struct("!HH")
-_U32H = struct.Struct("=I")  # tpacket2_hdr.tp_len (host order)
 _PFX_LEN = struct.Struct("!18sH")  # Ethernet + PPPoE header up to LENGTH, then LENGTH
-_SEND_REQUEST = b"\x01\0\0\0"  # TP_STATUS_SEND_REQUEST
+#: tpacket2_hdr tp_status + tp_len in one write: the kernel reads a TX slot only during our
+#: own ``send`` (:meth:`TxRing.flush`), so the status need not be written last.
+_TX_REQ = struct.Struct("=II")
 #: Send buffer forced on the transmit-ring sockets: frames in flight are charged to it.
 TX_SNDBUF = 8 * 1024 * 1024
 ETH_P_IP = 0x0800
@@ -775,8 +776,7 @@ class FastSplice:
                 d = toff + TX_DATA
                 _PFX_LEN.pack_into(tm, d, prefix, length)
                 tm[d + 20 : d + 20 + length] = self._buf[pos:end]
-                _U32H.pack_into(tm, toff + 4, length + 20)
-                tm[toff : toff + 4] = _SEND_REQUEST
+                _TX_REQ.pack_into(tm, toff, 1, length + 20)  # SEND_REQUEST, tp_len
                 tx.index = (tx.index + 1) % tx.frame_nr
                 tx.pending += 1
                 return
@@ -878,7 +878,7 @@ class FastSplice:
         l2tp = self._l2tp_sock
         counters = self.counters
         unpack_hdr = _TP2_HDR.unpack_from
-        pack_len = _U32H.pack_into
+        pack_req = _TX_REQ.pack_into
         read = 0
         limit = self.budget if budget is None else budget
         while read < limit:
@@ -929,8 +929,7 @@ class FastSplice:
                         d = toff + TX_DATA
                         tm[d : d + _DIRECT_HDR] = direct.hdrs[udp_len]  # type: ignore[union-attr]
                         tm[d + _DIRECT_HDR : d + 44 + udp_len] = m[start:end]
-                        pack_len(tm, toff + 4, 44 + udp_len)
-                        tm[toff : toff + 4] = _SEND_REQUEST
+                        pack_req(tm, toff, 1, 44 + udp_len)  # SEND_REQUEST, tp_len
                         tx.index = (tx.index + 1) % tx.frame_nr
                         tx.pending += 1
                     elif (
@@ -1075,9 +1074,14 @@ class FastSplice:
         counters = self.counters
         unpack_hdr = _TP2_HDR.unpack_from
         pack_pfx = _PFX_LEN.pack_into
-        pack_len = _U32H.pack_into
+        pack_req = _TX_REQ.pack_into
         seen: set[int] = set()
         seen_add = seen.add
+        # the transmit ring in use, its state kept in locals (written back before any other
+        # path may use the ring, and at the end)
+        cur: TxRing | None = None
+        tm: Any = None
+        tidx = tfs = tnr = tmax = tpend = 0
         read = 0
         limit = self.budget if budget is None else budget
         while read < limit:
@@ -1090,46 +1094,73 @@ class FastSplice:
             u = base + 14 + ((m[base + 14] & 15) << 2)  # the UDP header
             a = u + 8  # the L2TP header
             n = ((m[u + 4] << 8) | m[u + 5]) - 8
+            entry = None
             if status & TP_STATUS_COPY or m[base + 20] & 0x3F or m[base + 21]:
-                # longer than a slot (the whole frame is queued), or a fragment
-                self._l2tp_slow(ring, status, m[base : base + snap])
-            elif n < 1 or a + n > base + snap:
-                counters["truncated_frames"] += 1
+                pass  # longer than a slot (the whole frame is queued), or a fragment
+            elif n < 8 or a + n > base + snap:
+                if n < 1 or a + n > base + snap:
+                    counters["truncated_frames"] += 1
+                    status = -1
             else:
-                entry = down8.get(m[a : a + 8]) if n >= 8 else None
-                if entry is None:  # header bits, no FF 03, unknown: the general parser
+                entry = down8.get(m[a : a + 8])
+            if entry is not None:
+                seen_add(entry.tunnel_id)
+                length = n - 8
+                c = entry.c
+                c[2] += length
+                c[3] += 1
+                tx = entry.eth_tx
+                if tx is not cur:
+                    if cur is not None:
+                        cur.index = tidx
+                        cur.pending += tpend
+                        tpend = 0
+                    cur = tx
+                    if tx is not None:
+                        tm, tidx, tfs, tnr = tx.map, tx.index, tx.frame_size, tx.frame_nr
+                        tmax = tx.data_max
+                prefix = entry.eth_prefix
+                toff = tidx * tfs
+                if (
+                    tx is not None
+                    and prefix is not None
+                    and length + 20 <= tmax
+                    and not tm[toff] & 7
+                ):
+                    d = toff + TX_DATA
+                    pack_pfx(tm, d, prefix, length)
+                    tm[d + 20 : d + 20 + length] = m[a + 8 : a + n]
+                    pack_req(tm, toff, 1, length + 20)  # SEND_REQUEST, tp_len
+                    tidx += 1
+                    if tidx == tnr:
+                        tidx = 0
+                    tpend += 1
+                else:
+                    if cur is not None:
+                        cur.index = tidx
+                        cur.pending += tpend
+                        tpend = 0
+                        cur = None
+                    buf[28 : 28 + length] = m[a + 8 : a + n]
+                    self._send_down(entry, 28, 28 + length)
+            elif status != -1:
+                if cur is not None:
+                    cur.index = tidx
+                    cur.pending += tpend
+                    tpend = 0
+                    cur = None
+                if status & TP_STATUS_COPY or m[base + 20] & 0x3F or m[base + 21]:
+                    self._l2tp_slow(ring, status, m[base : base + snap])
+                else:  # header bits, no FF 03, unknown: the general parser
                     buf[_HEADROOM : _HEADROOM + n] = m[a : a + n]
                     self._downstream_at(n)
-                else:
-                    seen_add(entry.tunnel_id)
-                    length = n - 8
-                    c = entry.c
-                    c[2] += length
-                    c[3] += 1
-                    tx = entry.eth_tx
-                    prefix = entry.eth_prefix
-                    if (
-                        tx is not None
-                        and prefix is not None
-                        and length + 20 <= tx.data_max
-                        and not tx.map[tx.index * tx.frame_size] & 7
-                    ):
-                        tm = tx.map
-                        toff = tx.index * tx.frame_size
-                        d = toff + TX_DATA
-                        pack_pfx(tm, d, prefix, length)
-                        tm[d + 20 : d + 20 + length] = m[a + 8 : a + n]
-                        pack_len(tm, toff + 4, length + 20)
-                        tm[toff : toff + 4] = _SEND_REQUEST
-                        tx.index = (tx.index + 1) % tx.frame_nr
-                        tx.pending += 1
-                    else:
-                        buf[28 : 28 + length] = m[a + 8 : a + n]
-                        self._send_down(entry, 28, 28 + length)
             m[off : off + 4] = _ZERO32
             idx += 1
             if idx == nr:
                 idx = 0
+        if cur is not None:
+            cur.index = tidx
+            cur.pending += tpend
         ring.index = idx
         if self._tx_rings:
             self._flush_tx()
