@@ -781,3 +781,28 @@ def test_install_direct_lookup_errors_are_counted() -> None:
     sp.egress_lookup = broken
     sp.install(None, FakeAdapter(), direct=True, l2tp_ring=False)
     assert sp.counters["callback_errors"] == 1 and not sp.features["direct_egress"]
+
+
+def test_l2tp_ring_switches_between_transmit_rings_and_falls_back_when_full() -> None:
+    sp, _, _ = make()
+    sp.attach(
+        call_id=8, interface="eth2", mac=MAC, pppoe_session_id=0x2222, tunnel_id=11,
+        session_id=23, peer_tunnel_id=1, peer_session_id=2, peer=LNS, sequencing=False,
+    )  # fmt: skip
+    eth1, eth2 = FakePacketSocket(), FakePacketSocket()
+    tx1, tx2 = fake_tx(nr=3), fake_tx(nr=8)
+    sp.bind_ethernet("eth1", eth1, LOCAL)
+    sp.bind_ethernet("eth2", eth2, LOCAL)
+    sp.bind_ethernet_tx("eth1", tx1)
+    sp.bind_ethernet_tx("eth2", tx2)
+    msgs = [data_msg(b"\x00\x21" + bytes([i]), session=22 + i % 2) for i in range(8)]
+    msgs.insert(3, data_msg(b"\x00\x21ls", session=22, ac=False))  # general parser in between
+    ring = fake_ring([(ip_frame(msg), TP_STATUS_USER) for msg in msgs], nr=16)
+    assert sp.read_l2tp_ring(ring) == 9
+    # eth1 (3 slots): frames 0, 2, then the general-path one; 4 and 6 find the ring full
+    assert [f[20:] for f in kernel_send(tx1)] == [b"\x00\x21\x00", b"\x00\x21\x02", b"\x00\x21ls"]
+    assert [f[20:] for f in eth1.sent] == [b"\x00\x21\x04", b"\x00\x21\x06"]
+    assert [f[20:] for f in kernel_send(tx2)] == [b"\x00\x21" + bytes([i]) for i in (1, 3, 5, 7)]
+    assert sp.counters["tx_ring_full"] == 2 and tx1.index == 0 and tx2.index == 4
+    assert tx1.pending == tx2.pending == 0  # flushed
+    assert sp.counters_for(7)["output_packets"] == 5 and sp.counters_for(8)["output_packets"] == 4
