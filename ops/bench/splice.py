@@ -1,4 +1,4 @@
-"""Userspace splice benchmark: forwarded packets per second on one core (root, ~4 min).
+"""Userspace splice benchmark: forwarded packets per second on one core (root, ~5 min).
 
     sudo .venv/bin/python ops/bench/splice.py [--seconds 1.5] [--repeat 3] [--sizes 100,1400]
 
@@ -15,16 +15,23 @@ Forwarders compared in the same run:
   and ``recvfrom`` UDP -> ``send`` AF_PACKET; ``epoll`` one packet per event for both ways);
 - ``twisted``: ``UserspaceSplice`` behind the broker's ``RawEthernetPort`` and
   ``L2tpUdpAdapter`` on Twisted's epoll reactor (the runtime's original path);
-- ``fast``: the same adapters with ``FastSplice.install`` (broker/dataplane/fastpath.py):
-  TPACKET_V2 receive ring on the PPPoE session socket, in-place header rewrite;
+- ``fast``: the same adapters with ``FastSplice.install(tx_ring=False, l2tp_ring=False)``
+  (broker/dataplane/fastpath.py): TPACKET_V2 receive ring on the PPPoE session socket,
+  in-place header rewrite, one send per packet (the previous session's fast path);
 - ``fast-recv``: ``FastSplice.install(ring=False)``: ``recv_into`` instead of the ring;
 - ``fast-direct``: ``fast`` plus ``FastSplice.set_egress(linux_egress(...))``: upstream L2TP
   datagrams written as whole Ethernet frames (IPv4/UDP header built in place, UDP checksum
   offloaded with a virtio_net_hdr), skipping the kernel's UDP output path.
+- ``fast-ring``: ``FastSplice.install()`` with its defaults (what the daemon runs): as ``fast``,
+  plus transmit rings (PACKET_TX_RING, one ``send`` per batch) for the subscriber-bound frames
+  and an AF_PACKET receive ring for the L2TP data messages (cBPF filters split the port with
+  the UDP socket); upstream still ``sendto`` on the UDP socket;
+- ``fast-ring-direct``: ``fast-ring`` plus direct egress through a transmit ring
+  (``install(direct=True)`` in the daemon).
 
 Each case runs ``--repeat`` times (rounds interleaved); the table shows the round with the best
 pps per CPU-second, since other load on the machine only ever lowers it. ``--impls`` also
-takes ``fast-recv``. Prints one table; ops/bench/RESULTS.md records a run.
+takes ``fast`` and ``fast-recv``. Prints one table; ops/bench/RESULTS.md records a run.
 """
 
 from __future__ import annotations
@@ -340,7 +347,7 @@ def main() -> int:
     p.add_argument("--size", type=int, default=100)
     p.add_argument("--seconds", type=float, default=1.5)
     p.add_argument("--sizes", default="100,1400")
-    p.add_argument("--impls", default="loop,twisted,fast,fast-direct")
+    p.add_argument("--impls", default="loop,twisted,fast-direct,fast-ring,fast-ring-direct")
     p.add_argument("--directions", default="up,down,both")
     p.add_argument("--repeat", type=int, default=3, help="rounds; the best pps/CPU-s is shown")
     a = p.parse_args()
