@@ -246,15 +246,20 @@ def fwd_twisted(a: argparse.Namespace, cpe_mac: bytes, peer: tuple[str, int]) ->
         raw.startService()
         if a.impl.startswith("fast"):
             rings = a.impl.startswith("fast-ring")
-            splice.install(raw, l2tp, ring=a.impl != "fast-recv", tx_ring=rings, l2tp_ring=rings)
-            print(json.dumps(splice.features), file=sys.stderr, flush=True)
-        if a.impl in ("fast-direct", "fast-ring-direct"):
+            splice.install(
+                raw, l2tp, ring=a.impl != "fast-recv", tx_ring=rings, l2tp_ring=rings,
+                direct=a.impl == "fast-ring-direct",  # the daemon's way: found by install()
+            )  # fmt: skip
+        if a.impl == "fast-direct":
             egress = linux_egress(peer, (BRK_IP, L2TP_PORT))
-            if egress is None:
-                print("no layer-2 path to the LNS", flush=True)
-                reactor.stop()
-                return
-            splice.set_egress(egress)
+            if egress is not None:
+                splice.set_egress(egress)
+        if a.impl.endswith("direct") and not splice.features["direct_egress"]:
+            print("no layer-2 path to the LNS", flush=True)
+            reactor.stop()
+            return
+        if a.impl.startswith("fast"):
+            print(json.dumps(splice.features), file=sys.stderr, flush=True)
         print("ready", flush=True)
 
     reactor.callWhenRunning(start)
