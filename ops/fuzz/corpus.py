@@ -374,6 +374,7 @@ def build() -> dict[str, list[bytes]]:
         "ppp_auth": auth,
         "radius_reply": reply,
         "radius_tunnel": tunnel,
+        "radius_client": [b"\x01" + seed[1:] for seed in reply if seed[:1] == b"\x01"],
         "radius_dynauth": dynauth,
         "policy_loader": policy,
         "config_loader": config,

@@ -21,6 +21,7 @@ TARGETS: tuple[str, ...] = (
     "ppp_auth",
     "radius_reply",
     "radius_tunnel",
+    "radius_client",
     "radius_dynauth",
     "policy_loader",
     "config_loader",
