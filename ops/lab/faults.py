@@ -620,8 +620,9 @@ class FaultLab(_BrokerLab):
             path = self.dir / "policies" / "realms" / "isp-a.example.yaml"
             path.write_text(path.read_text() + self.realm_a_extra.strip() + "\n")
 
-    def metric(self, name: str, node: int = 0, **labels: str) -> float:
-        """Sum of ``l2tp_broker_<name>`` samples in /metrics whose labels include ``labels``."""
+    def metric(self, series: str, node: int = 0, **labels: str) -> float:
+        """Sum of ``l2tp_broker_<series>`` samples in /metrics whose labels include
+        ``labels``."""
         total = 0.0
         want = [f'{k}="{v}"' for k, v in labels.items()]
         for line in str(self.control("/metrics", node)).splitlines():
@@ -629,7 +630,7 @@ class FaultLab(_BrokerLab):
                 continue
             key, value = line.rsplit(" ", 1)
             base = key.split("{", 1)[0]
-            if base != f"l2tp_broker_{name}" or any(w not in key for w in want):
+            if base != f"l2tp_broker_{series}" or any(w not in key for w in want):
                 continue
             with contextlib.suppress(ValueError):
                 total += float(value)
