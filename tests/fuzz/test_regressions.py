@@ -22,9 +22,9 @@ from ops.fuzz.targets import load
 #: policy_loader / config_loader: PyYAML's composer recursed once per nesting level and a
 #: RecursionError escaped compose_yaml (fixed: a located PolicyError / ConfigError).
 DEEP_YAML = [
-    bytes.fromhex("5b") * 5000,  # "[[[[..."
-    bytes.fromhex("613a20") + bytes.fromhex("7b623a20") * 3000,  # "a: {b: {b: ..."
-    bytes.fromhex("2d20") * 3000,  # "- - - ..."
+    bytes.fromhex("5b") * 1000,  # "[[[[..."
+    bytes.fromhex("613a20") + bytes.fromhex("7b623a20") * 1000,  # "a: {b: {b: ..."
+    bytes.fromhex("2d20") * 1000,  # "- - - ..."
 ]
 
 
@@ -90,9 +90,9 @@ TARGET_INPUTS: list[tuple[str, str]] = [
         "002c0105003b00000de903040104001400000000000900000012010100000501020129dc00030004"
         "16372c16736372696265722d378104000fa000820400fa00000120000205dc",
     ),
-    ("config_loader", "5b" * 5000),
-    ("policy_loader", "00" + "2d20" * 3000),
-    ("policy_loader", "01" + "5b" * 5000),
+    ("config_loader", "5b" * 1000),
+    ("policy_loader", "00" + "2d20" * 1000),
+    ("policy_loader", "01" + "5b" * 1000),
 ]
 
 
