@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from ops.fuzz import corpus
-from ops.fuzz.runner import FuzzResult, run_target
+from ops.fuzz.runner import FuzzResult, baseline, run_target
 from ops.fuzz.targets import TARGETS, load
 
 
@@ -50,6 +50,9 @@ def _run(targets: list[str], ns: argparse.Namespace) -> int:
             nice=ns.nice,
         )
         _print(result)
+        if ns.baseline and result.ok:
+            n, cpu = baseline(target, ns.baseline)
+            print(f"{'':16} baseline: corpus replayed uninstrumented {n / cpu:8.0f} inputs/cpu-s")
         failed += not result.ok
     return 1 if failed else 0
 
@@ -84,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--rss-limit-mb", type=int, default=2048)
         p.add_argument("--timeout", type=int, default=30, help="seconds per input")
         p.add_argument("--nice", type=int, default=10)
+        p.add_argument(
+            "--baseline",
+            type=float,
+            default=0.0,
+            help="then replay the corpus uninstrumented for this many CPU seconds",
+        )
     p = sub.add_parser("replay", help="run inputs through a target without fuzzing")
     p.add_argument("target", choices=TARGETS)
     p.add_argument("paths", nargs="+", type=Path)

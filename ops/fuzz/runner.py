@@ -137,3 +137,25 @@ def run_target(
         crashes=tuple(sorted(_artifacts(crashes) - before)),
         output_tail="\n".join(output.splitlines()[-60:]),
     )
+
+
+def baseline(
+    target: str, seconds: float = 2.0, *, dirs: tuple[Path, ...] = ()
+) -> tuple[int, float]:
+    """(inputs run, CPU seconds): the target's corpus replayed in this process, without
+    coverage instrumentation, for about ``seconds`` of CPU time. Run right after a fuzzing
+    run it is the same-run baseline of what instrumentation and libFuzzer cost."""
+    from ops.fuzz.targets import load
+
+    folders = dirs or (corpus.DEFAULT_DIR / target, WORK_DIR / target)
+    inputs = [p.read_bytes() for d in folders if d.is_dir() for p in sorted(d.iterdir())]
+    if not inputs:
+        inputs = corpus.build()[target]
+    fn = load(target)
+    done = 0
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        for data in inputs:
+            fn(data)
+        done += len(inputs)
+    return done, time.process_time() - start
