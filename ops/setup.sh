@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 APT_PACKAGES=(redis-server freeradius freeradius-utils xl2tpd l2tpns ppp pppoe tshark
-              iproute2 tcpdump procps iputils-ping qemu-system-x86 busybox-static
+              iproute2 tcpdump procps iputils-ping qemu-system-x86 busybox-static systemd util-linux
               iperf3)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
