@@ -11,7 +11,10 @@ so the runtime takes it through ``splice_factory``. Per call, on ``attach``:
    generic netlink on a UDP socket of ours. Linux wants that socket *connected* to the LNS (it
    transmits with the socket's route) and refuses a second tunnel on one socket, so each
    tunnel gets its own socket bound to the broker's L2TP address and port (SO_REUSEADDR on
-   both) and connected to the LNS: the kernel's UDP lookup prefers it for that LNS. The
+   both) and connected to the LNS: the kernel's UDP lookup prefers it for that LNS. Before
+   Linux 6.10 the kernel finds a data message's session by session id within the tunnel of
+   the socket that received it, so only one tunnel per LNS endpoint goes to the kernel;
+   further tunnels to the same LNS (other Assignment-IDs) are spliced in userspace. The
    kernel takes data messages (T=0) for its sessions; control messages (T=1) and anything it
    does not know come up on that socket and are handed to the L2TP adapter as if they had
    arrived on the listening socket. Control messages are still sent from the listening socket
@@ -313,6 +316,7 @@ class KernelSplice:
             "callback_errors": 0,
             "filter_errors": 0,
             "unknown_downstream": 0,
+            "session_id_collisions": 0,
         }
 
     # -- table ---------------------------------------------------------------------------------
@@ -355,6 +359,12 @@ class KernelSplice:
             if self.fallback is None:
                 raise
             self.counters["fallback_sessions"] += 1
+            if any(
+                k.session_id == session_id and self._tunnels[k.tunnel_id].peer == peer
+                for k in self._sessions.values()
+            ):  # its data may reach the kernel session with that id (see _attach_kernel)
+                self.counters["session_id_collisions"] += 1
+                self._say(f"session id {session_id} to {peer[0]} is also a kernel session's")
             self.fallback.attach(
                 call_id=call_id, interface=interface, mac=mac,
                 pppoe_session_id=pppoe_session_id, tunnel_id=tunnel_id, session_id=session_id,
@@ -370,6 +380,14 @@ class KernelSplice:
         nl = self._netlink()
         tunnel = self._tunnels.get(tunnel_id)
         if tunnel is None:
+            for other in self._tunnels.values():
+                if other.peer == peer:
+                    # Linux before 6.10 looks data up by session id in the tunnel of the
+                    # socket the 4-tuple selects: one kernel tunnel per LNS endpoint.
+                    raise OSError(
+                        errno.EADDRINUSE,
+                        f"LNS {peer[0]}:{peer[1]} already has kernel tunnel {other.tunnel_id}",
+                    )
             tunnel = self._open_tunnel(nl, tunnel_id, peer_tunnel_id, peer)
         s = _Session(
             call_id=call_id, interface=interface, mac=mac, pppoe_session_id=pppoe_session_id,

@@ -573,3 +573,25 @@ def test_real_ops_without_a_working_kernel_session_fall_back_to_userspace() -> N
     finally:
         listening.close()
         lns.close()
+
+
+def test_one_kernel_tunnel_per_lns_endpoint() -> None:
+    fallback = FakeFallback()
+    splice, _, nl, _, logged = make(fallback=fallback)
+    attach(splice, 1, tunnel=10)
+    # another tunnel to the same LNS address and port: userspace
+    splice.attach(
+        call_id=2, interface="eth1", mac=mac(2), pppoe_session_id=2, tunnel_id=11,
+        session_id=101, peer_tunnel_id=1011, peer_session_id=202, peer=LNS, sequencing=False,
+    )  # fmt: skip
+    assert list(nl.tunnels) == [10] and 2 in fallback.attached
+    assert splice.counters["fallback_sessions"] == 1
+    # same session id as the kernel session of tunnel 10: counted and logged
+    assert splice.counters["session_id_collisions"] == 1
+    assert any("already has kernel tunnel 10" in str(m) for m in logged)
+    splice.detach(1)
+    splice.attach(
+        call_id=3, interface="eth1", mac=mac(3), pppoe_session_id=3, tunnel_id=11,
+        session_id=103, peer_tunnel_id=1011, peer_session_id=203, peer=LNS, sequencing=False,
+    )  # fmt: skip
+    assert list(nl.tunnels) == [11]  # tunnel 10 left the kernel: 11 may take the endpoint
