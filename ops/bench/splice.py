@@ -29,6 +29,9 @@ Forwarders compared in the same run:
 - ``fast-ring-direct``: ``fast-ring`` plus direct egress through a transmit ring
   (``install(direct=True)`` in the daemon).
 
+``--micro`` (no root, seconds) prints the CPU the ring loops themselves spend per packet, on
+anonymous mappings filled in-process (no sockets, no kernel work).
+
 Each case runs ``--repeat`` times (rounds interleaved); the table shows the round with the best
 pps per CPU-second, since other load on the machine only ever lowers it. ``--impls`` also
 takes ``fast`` and ``fast-recv``. Prints one table; ops/bench/RESULTS.md records a run.
@@ -266,6 +269,86 @@ def fwd_twisted(a: argparse.Namespace, cpe_mac: bytes, peer: tuple[str, int]) ->
     reactor.run()
 
 
+# -- in-process: the Python work per packet, no sockets ---------------------------------------
+def micro(n: int = 2048, rounds: int = 15) -> dict[str, float]:
+    """Microseconds of CPU per packet spent in the ring loops themselves: the rings are
+    anonymous mappings filled here (what the kernel would do), sends go nowhere."""
+    import mmap
+    import struct
+
+    from broker.dataplane.fastpath import _TP2_HDR, DirectPath, Egress, FastSplice, PacketRing
+    from broker.dataplane.rings import TX_DATA, TxRing
+    from broker.wire import MacAddress
+
+    class Nowhere:
+        def send(self, *args: Any) -> int:
+            return 0
+
+        def sendto(self, *args: Any) -> int:
+            return 0
+
+    def rx_ring(frame: bytes) -> PacketRing:
+        ring = PacketRing.__new__(PacketRing)
+        ring.sock, ring.frame_size, ring.frame_nr, ring.index = Nowhere(), 2048, n, 0
+        ring.map = mmap.mmap(-1, 2048 * n)
+        ring.view = memoryview(ring.map)
+        return ring
+
+    def tx_ring() -> TxRing:
+        tx = TxRing.__new__(TxRing)
+        tx.sock, tx.frame_size, tx.frame_nr, tx.data_max = Nowhere(), 2048, n, 2048 - TX_DATA
+        tx.index = tx.pending = 0
+        tx.map = mmap.mmap(-1, 2048 * n)
+        return tx
+
+    def timed(ring: PacketRing, frame: bytes, tx: TxRing, read: Any) -> float:
+        best = 1e9
+        for _ in range(rounds):
+            for i in range(n):  # the kernel's part: fill every RX slot, free every TX slot
+                _TP2_HDR.pack_into(ring.map, i * 2048, 1, len(frame), len(frame), 130)
+                ring.map[i * 2048 + 130 : i * 2048 + 130 + len(frame)] = frame
+                struct.pack_into("=I", tx.map, i * 2048, 0)
+            t0 = time.process_time()
+            read(ring)
+            best = min(best, time.process_time() - t0)
+        return 1e6 * best / n
+
+    cpe, local = bytes.fromhex("020000000001"), bytes.fromhex("02000000aaaa")
+    sp = FastSplice(lambda d, p: None, lambda i, m, e, f: None, budget=n)
+    sp.attach(
+        call_id=0, interface="eth1", mac=MacAddress(cpe), pppoe_session_id=sid(0),
+        tunnel_id=TUNNEL, session_id=l2tp_sid(0), peer_tunnel_id=PEER_TUNNEL,
+        peer_session_id=peer_sid(0), peer=(LNS_IP, L2TP_PORT), sequencing=False,
+    )  # fmt: skip
+    sp.bind_ethernet("eth1", Nowhere(), local)  # type: ignore[arg-type]
+    sp.bind_l2tp(Nowhere())  # type: ignore[arg-type]
+    down_tx = tx_ring()
+    sp.bind_ethernet_tx("eth1", down_tx)
+    ppp = ppp_frame(100)
+    msg = b"\x00\x02" + TUNNEL.to_bytes(2, "big") + l2tp_sid(0).to_bytes(2, "big") + b"\xff\x03"
+    udp = struct.pack("!HHHH", L2TP_PORT, L2TP_PORT, 8 + len(msg) + len(ppp), 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(msg) + len(ppp), 0, 0x4000, 64, 17, 0,
+                     socket.inet_aton(LNS_IP), socket.inet_aton(BRK_IP))  # fmt: skip
+    down_frame = local + b"\x04" * 6 + b"\x08\x00" + ip + udp + msg + ppp
+    pppoe = local + cpe + b"\x88\x64\x11\x00" + sid(0).to_bytes(2, "big")
+    up_frame = pppoe + len(ppp).to_bytes(2, "big") + ppp
+    out = {"down ring -> tx ring": timed(rx_ring(down_frame), down_frame, down_tx,
+                                         sp.read_l2tp_ring)}  # fmt: skip
+    out["up ring -> udp sendto"] = timed(
+        rx_ring(up_frame), up_frame, down_tx, lambda r: sp.read_ring("eth1", r)
+    )
+    up_tx = tx_ring()
+    egress = Egress("eth2", b"\x02" * 6, b"\x04" * 6, (BRK_IP, L2TP_PORT), (LNS_IP, L2TP_PORT))
+    sp.set_egress(egress, Nowhere())
+    path: DirectPath = sp._direct[(LNS_IP, L2TP_PORT)]
+    path.set_tx(up_tx)
+    sp._tx_rings.append(up_tx)
+    out["up ring -> direct tx ring"] = timed(
+        rx_ring(up_frame), up_frame, up_tx, lambda r: sp.read_ring("eth1", r)
+    )
+    return out
+
+
 # -- orchestration ----------------------------------------------------------------------------
 def link_stats(ns: str, ifname: str) -> tuple[int, int]:
     out = subprocess.run(
@@ -355,7 +438,14 @@ def main() -> int:
     p.add_argument("--impls", default="loop,twisted,fast-direct,fast-ring,fast-ring-direct")
     p.add_argument("--directions", default="up,down,both")
     p.add_argument("--repeat", type=int, default=3, help="rounds; the best pps/CPU-s is shown")
+    p.add_argument(
+        "--micro", action="store_true", help="only the in-process CPU per packet (no root)"
+    )
     a = p.parse_args()
+    if a.micro:
+        for name, us in micro().items():
+            print(f"{name:<28} {us:5.2f} us CPU per packet (100-octet PPP frames)")
+        return 0
     if a.role == "gen-pppoe":
         gen_pppoe(a)
     elif a.role == "gen-l2tp":
