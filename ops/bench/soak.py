@@ -20,7 +20,8 @@ series stay flat after the warm-up (first ``--warmup`` fraction of the run):
 
 - RSS: fitted growth over the run < max(10 % of the mean, 8 MiB);
 - open fds: fitted growth over the run < 10 and max - min < 40;
-- tunnels <= 2 x Tunnel-Assignment-IDs + 2; sessions <= population;
+- tunnels <= 2 x Tunnel-Assignment-IDs + 2; sessions <= 2 x population (a powered-off
+  CPE redials at once while its old session waits for the LNS keepalive);
 - after the load stops: no call left on the broker, spool depth back to 0 within 90 s.
 
 Exit status 0 when every criterion holds. Not run in CI (it takes ``--minutes``).
@@ -161,8 +162,8 @@ def check(rows: list[dict[str, Any]], warmup: float, population: int, tunnels: i
         f"{max(tun) if tun else '-'} (limit {tmax})"
     )
     out.append(
-        f"{'PASS' if ses and max(ses) <= population else 'FAIL'} sessions max "
-        f"{max(ses) if ses else '-'} (limit {population})"
+        f"{'PASS' if ses and max(ses) <= 2 * population else 'FAIL'} sessions max "
+        f"{max(ses) if ses else '-'} (limit {2 * population})"
     )
     return out
 
