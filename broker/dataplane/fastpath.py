@@ -113,6 +113,8 @@ TX_SNDBUF = 8 * 1024 * 1024
 ETH_P_IP = 0x0800
 #: Seconds between two direct-path look-ups for an LNS that has none (``install(direct=True)``).
 EGRESS_RETRY = 60.0
+#: Seconds before flushing a transmit ring again when the kernel left frames in it.
+FLUSH_RETRY = 0.001
 SO_SNDBUFFORCE = 32  # asm-generic/socket.h (not in the socket module)
 
 
@@ -452,6 +454,9 @@ class FastSplice:
         )
         self._egress_tried: dict[tuple[str, int], float] = {}
         self._egress_tx: dict[str, TxRing] = {}
+        #: the reactor (from :meth:`install`) for a delayed flush, and the pending call
+        self._reactor: Any = None
+        self._flush_call: Any = None
         self._egress_socks: dict[str, Any] = {}
         self._local: tuple[str, int] | None = None
         self._reasm = Reassembler()
@@ -468,6 +473,7 @@ class FastSplice:
             "direct_tx_errors": 0,
             "tx_ring_full": 0,
             "tx_flush_errors": 0,
+            "tx_flush_retries": 0,
             "fragments": 0,
             "reassembled": 0,
         }
@@ -597,8 +603,11 @@ class FastSplice:
         """A send-only AF_PACKET socket on ``interface`` with a :class:`TxRing` (root)."""
         sock = open_packet_socket(interface, vnet_hdr=vnet_hdr)
         try:
-            with contextlib.suppress(OSError):
+            try:  # room for a whole ring in flight (else frames wait for the next flush)
                 sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, TX_SNDBUF)
+            except OSError:  # no CAP_NET_ADMIN: as much as net.core.wmem_max allows
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, TX_SNDBUF)
             tx = TxRing(sock)
         except (OSError, ValueError):
             sock.close()
@@ -637,6 +646,24 @@ class FastSplice:
                     tx.flush()
                 except OSError:
                     self.counters["tx_flush_errors"] += 1
+                last = (tx.index - 1) % tx.frame_nr * tx.frame_size
+                if tx.map[last] == 1:  # still SEND_REQUEST: the send buffer was full
+                    tx.pending = 1
+                    self._retry_flush()
+
+    def _retry_flush(self) -> None:
+        """Flush again shortly: frames the kernel could not take yet must not wait for the
+        next packet (there may be none for a while)."""
+        reactor = self._reactor
+        if reactor is None or self._flush_call is not None:
+            return
+        self.counters["tx_flush_retries"] += 1
+
+        def again() -> None:
+            self._flush_call = None
+            self._flush_tx()
+
+        self._flush_call = reactor.callLater(FLUSH_RETRY, again)
 
     def set_egress(self, egress: Egress | None, sock: Any = None, *, peer: Any = None) -> None:
         """Write datagrams to ``egress.dst`` directly on ``sock`` (see :class:`DirectPath`).
@@ -1281,6 +1308,7 @@ class FastSplice:
         one (no resolved neighbour yet, not Ethernet) is asked again a minute later.
         """
         self.tx_ring = tx_ring
+        self._reactor = getattr(l2tp_adapter, "reactor", None) or getattr(raw_port, "reactor", None)
         if l2tp_adapter is not None and getattr(l2tp_adapter, "listening", None) is not None:
             port = l2tp_adapter.listening
             usock = port.socket
@@ -1424,5 +1452,10 @@ class FastSplice:
         self._eth_socks.clear()
         self.auto_direct = False
         self._egress_tried.clear()
+        if self._flush_call is not None:
+            with contextlib.suppress(Exception):
+                self._flush_call.cancel()
+            self._flush_call = None
+        self._reactor = None
         self._egress_tx.clear()
         self._egress_socks.clear()

@@ -526,9 +526,27 @@ def test_direct_path_used_by_the_ring_reader_within_mtu_only() -> None:
 
 
 # -- transmit rings and the L2TP data receive ring (fake mappings) -----------------------------
-def fake_tx(nr: int = 64, frame_size: int = 2048) -> TxRing:
+class TxKernel(FakePacketSocket):
+    """The kernel's side of a transmit ring: on ``send``, every requested slot goes out (when
+    ``complete``; else the frames stay in flight, as with a full send buffer)."""
+
+    def __init__(self, complete: bool) -> None:
+        super().__init__()
+        self.complete = complete
+        self.out: list[bytes] = []
+        self.tx: TxRing | None = None
+
+    def send(self, data: Any, flags: int = 0, /) -> int:
+        n = super().send(data, flags)
+        if self.complete and self.tx is not None:
+            self.out += take_requested(self.tx)
+        return n
+
+
+def fake_tx(nr: int = 64, frame_size: int = 2048, complete: bool = True) -> TxRing:
     tx = TxRing.__new__(TxRing)
-    tx.sock = FakePacketSocket()
+    tx.sock = TxKernel(complete)
+    tx.sock.tx = tx
     tx.frame_size = frame_size
     tx.frame_nr = nr
     tx.data_max = frame_size - TX_DATA
@@ -539,7 +557,15 @@ def fake_tx(nr: int = 64, frame_size: int = 2048) -> TxRing:
 
 
 def kernel_send(tx: TxRing) -> list[bytes]:
-    """The kernel's side of a flush: every requested slot, oldest first, sent and released."""
+    """Every frame the ring sent (at flushes) or still has requested, in order."""
+    sock = tx.sock
+    assert isinstance(sock, TxKernel)
+    out, sock.out = sock.out + take_requested(tx), []
+    return out
+
+
+def take_requested(tx: TxRing) -> list[bytes]:
+    """Every requested slot, oldest first, sent and released."""
     out = []
     for i in range(tx.frame_nr):
         off = ((tx.index + i) % tx.frame_nr) * tx.frame_size
@@ -627,11 +653,12 @@ def test_tx_ring_and_l2tp_ring_match_userspace_splice(ops: list[Any], path: str)
 
 def test_full_tx_ring_falls_back_to_send_in_order() -> None:
     sp, _, _ = make()
-    eth, tx = FakePacketSocket(), fake_tx(nr=2)
+    eth, tx = FakePacketSocket(), fake_tx(nr=2, complete=False)
     sp.bind_ethernet("eth1", eth, LOCAL)
     sp.bind_ethernet_tx("eth1", tx)
     assert sp.downstream(data_msg(b"\x00\x21a")) and sp.downstream(data_msg(b"\x00\x21b"))
     assert tx.sock.sent == [b"", b""]  # one flush per call (the one-frame API)
+    assert tx.pending == 1  # the kernel kept them: flushed again next time
     assert sp.downstream(data_msg(b"\x00\x21c"))  # both slots still in flight: full
     assert sp.counters["tx_ring_full"] == 1
     assert [f[20:] for f in kernel_send(tx)] == [b"\x00\x21a", b"\x00\x21b"]
@@ -790,7 +817,7 @@ def test_l2tp_ring_switches_between_transmit_rings_and_falls_back_when_full() ->
         session_id=23, peer_tunnel_id=1, peer_session_id=2, peer=LNS, sequencing=False,
     )  # fmt: skip
     eth1, eth2 = FakePacketSocket(), FakePacketSocket()
-    tx1, tx2 = fake_tx(nr=3), fake_tx(nr=8)
+    tx1, tx2 = fake_tx(nr=3, complete=False), fake_tx(nr=8)  # eth1's kernel keeps its frames
     sp.bind_ethernet("eth1", eth1, LOCAL)
     sp.bind_ethernet("eth2", eth2, LOCAL)
     sp.bind_ethernet_tx("eth1", tx1)
@@ -804,5 +831,39 @@ def test_l2tp_ring_switches_between_transmit_rings_and_falls_back_when_full() ->
     assert [f[20:] for f in eth1.sent] == [b"\x00\x21\x04", b"\x00\x21\x06"]
     assert [f[20:] for f in kernel_send(tx2)] == [b"\x00\x21" + bytes([i]) for i in (1, 3, 5, 7)]
     assert sp.counters["tx_ring_full"] == 2 and tx1.index == 0 and tx2.index == 4
-    assert tx1.pending == tx2.pending == 0  # flushed
+    assert tx2.pending == 0 and tx1.pending == 1  # eth1's will be flushed again
     assert sp.counters_for(7)["output_packets"] == 5 and sp.counters_for(8)["output_packets"] == 4
+
+
+class FakeCall:
+    def __init__(self, delay: float, fn: Any) -> None:
+        self.delay, self.fn, self.cancelled = delay, fn, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def test_frames_left_in_a_transmit_ring_are_flushed_again_soon() -> None:
+    calls: list[FakeCall] = []
+
+    def call_later(delay: float, fn: Any) -> FakeCall:
+        calls.append(FakeCall(delay, fn))
+        return calls[-1]
+
+    sp, _, _ = make()
+    eth, tx = FakePacketSocket(), fake_tx(nr=8, complete=False)
+    sp.bind_ethernet("eth1", eth, LOCAL)
+    sp.bind_ethernet_tx("eth1", tx)
+    sp._reactor = SimpleNamespace(callLater=call_later)
+    assert sp.downstream(data_msg(b"\x00\x21a")) and sp.downstream(data_msg(b"\x00\x21b"))
+    assert len(calls) == 1 and calls[0].delay == 0.001  # one retry pending, not two
+    assert sp.counters["tx_flush_retries"] == 1
+    tx.sock.complete = True  # the send buffer drained
+    calls[0].fn()
+    assert [f[20:] for f in kernel_send(tx)] == [b"\x00\x21a", b"\x00\x21b"]
+    assert tx.pending == 0 and sp._flush_call is None and len(calls) == 1
+    tx.sock.complete = False
+    sp.downstream(data_msg(b"\x00\x21c"))
+    assert len(calls) == 2
+    sp.uninstall()
+    assert calls[1].cancelled and sp._flush_call is None
