@@ -317,6 +317,7 @@ class KernelSplice:
             "filter_errors": 0,
             "unknown_downstream": 0,
             "session_id_collisions": 0,
+            "already_unbridged": 0,
         }
 
     # -- table ---------------------------------------------------------------------------------
@@ -512,8 +513,11 @@ class KernelSplice:
         if s.bridged:
             try:
                 ops.unbridge(s.ppp_fd)
-            except OSError:  # a PADT already unregistered the PPPoE channel
-                self.counters["detach_errors"] += 1
+            except OSError as exc:
+                # EINVAL: not bridged any more (a PADT the kernel saw unregistered the channel)
+                self.counters[
+                    "already_unbridged" if exc.errno == errno.EINVAL else "detach_errors"
+                ] += 1
             s.bridged = False
         if s.ppp_fd >= 0:
             with contextlib.suppress(OSError):

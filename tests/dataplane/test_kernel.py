@@ -400,6 +400,10 @@ def test_unbridge_failure_after_padt_is_counted_and_detach_completes() -> None:
     ops.fail = "unbridge"
     splice.detach(1)
     assert splice.counters["detach_errors"] == 1
+    attach(splice, 2)
+    ops.unbridge = lambda fd: (_ for _ in ()).throw(OSError(errno.EINVAL, "not bridged"))  # type: ignore[method-assign]
+    splice.detach(2)
+    assert splice.counters["already_unbridged"] == 1 and splice.counters["detach_errors"] == 1
     assert nl.tunnels == {} and ops.open_socks() == [] and ops.ppp_open == set()
 
 
