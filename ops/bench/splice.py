@@ -265,8 +265,14 @@ def fwd_twisted(a: argparse.Namespace, cpe_mac: bytes, peer: tuple[str, int]) ->
             print(json.dumps(splice.features), file=sys.stderr, flush=True)
         print("ready", flush=True)
 
+    def report(*_: Any) -> None:  # the splice's counters on stderr when stopped
+        if a.impl.startswith("fast"):
+            print(json.dumps({k: v for k, v in splice.counters.items() if v}), file=sys.stderr)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, report)
     reactor.callWhenRunning(start)
-    reactor.run()
+    reactor.run(installSignalHandlers=False)
 
 
 # -- in-process: the Python work per packet, no sockets ---------------------------------------
