@@ -164,8 +164,10 @@ class LinuxKernelOps:
             if sequencing:
                 for opt in (pppox.PppolL2tpOption.SENDSEQ, pppox.PppolL2tpOption.RECVSEQ):
                     sock.setsockopt(pppox.SOL_PPPOL2TP, opt, 1)
-        except OSError:
+        except (OSError, ValueError) as exc:
             sock.close()
+            if isinstance(exc, ValueError):  # an IPv6 LNS, say: no sockaddr_pppol2tp for it
+                raise OSError(errno.EINVAL, str(exc)) from exc
             raise
         return sock
 
@@ -173,8 +175,10 @@ class LinuxKernelOps:
         sock = socket.socket(pppox.AF_PPPOX, socket.SOCK_STREAM, pppox.PxProto.OE)
         try:
             pppox.connect_raw(sock.fileno(), pppox.pack_sockaddr_pppoe(session_id, mac, interface))
-        except OSError:
+        except (OSError, ValueError) as exc:
             sock.close()
+            if isinstance(exc, ValueError):
+                raise OSError(errno.EINVAL, str(exc)) from exc
             raise
         return sock
 

@@ -599,3 +599,16 @@ def test_one_kernel_tunnel_per_lns_endpoint() -> None:
         session_id=103, peer_tunnel_id=1011, peer_session_id=203, peer=LNS, sequencing=False,
     )  # fmt: skip
     assert list(nl.tunnels) == [11]  # tunnel 10 left the kernel: 11 may take the endpoint
+
+
+def test_linux_ops_turn_unpackable_addresses_into_oserror(monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[bool] = []
+    fake = SimpleNamespace(fileno=lambda: 99, close=lambda: closed.append(True))
+    monkeypatch.setattr("broker.dataplane.kernel.socket.socket", lambda *a: fake)
+    ops = LinuxKernelOps()
+    with pytest.raises(OSError) as info:
+        ops.pppol2tp_socket(5, ("2001:db8::1", 1701), 1, 2, 3, 4, False)  # IPv6 LNS
+    assert info.value.errno == errno.EINVAL
+    with pytest.raises(OSError):
+        ops.pppoe_socket("an-interface-name-too-long", b"\x02" * 6, 1)
+    assert closed == [True, True]
