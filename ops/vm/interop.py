@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,8 @@ class InteropLab(BrokerLab):
         self.lns_procs: dict[str, GuestProcess] = {}
         self.client_macs: dict[str, str] = {}
         self.capture: GuestProcess | None = None
+        #: seconds per phase: host_lab, guest_boot, guest_setup, total_start
+        self.timings: dict[str, float] = {}
 
     # -- host side ---------------------------------------------------------------------------
     def _write_policies(self) -> None:
@@ -99,9 +102,12 @@ class InteropLab(BrokerLab):
             )
 
     def start(self) -> None:
+        t0 = time.monotonic()
         super().start()
+        self.timings["host_lab"] = time.monotonic() - t0
         try:
             self._start_guest()
+            self.timings["total_start"] = time.monotonic() - t0
         except BaseException:
             self.close()
             raise
@@ -127,7 +133,10 @@ class InteropLab(BrokerLab):
             memory=self.memory, workdir=self.dir / "vm",
         )  # fmt: skip
         self.guest.boot(timeout=self.boot_timeout)
+        self.timings["guest_boot"] = self.guest.boot_seconds or 0.0
+        t0 = time.monotonic()
         self._setup_guest()
+        self.timings["guest_setup"] = time.monotonic() - t0
 
     # -- guest side --------------------------------------------------------------------------
     @property
@@ -240,7 +249,8 @@ class InteropLab(BrokerLab):
         """Several clients ``(netns name, user, "chap"|"pap")`` with one guest command."""
         g = self.guest
         assert g is not None
-        script = ["set -e"]
+        links: list[str] = []  # one `ip -batch` for every netns and macvlan (TCG: few execs)
+        script = ["set -e", f"ip -batch {shlex.quote(str(g.share / 'clients.ip'))}"]
         for name, user, auth in specs:
             refuse = ["refuse-pap"] if auth == "chap" else ["refuse-chap"]
             refuse += ["refuse-eap", "refuse-mschap", "refuse-mschap-v2"]
@@ -255,15 +265,15 @@ class InteropLab(BrokerLab):
             ]  # fmt: skip
             cmd = f"exec ip netns exec {name} " + " ".join(shlex.quote(a) for a in args)
             log = shlex.quote(str(g.share / f"client-{name}.log"))
+            links += [
+                f"netns add {name}",
+                f"link add {dev} link eth0 address {mac} netns {name} up type macvlan mode private",
+            ]
             script += [
-                f"ip netns add {name}",
-                f"ip link add {dev} link eth0 address {mac} type macvlan mode private",
-                f"ip link set {dev} netns {name}",
-                f"ip -n {name} link set lo up",
-                f"ip -n {name} link set {dev} up",
                 f"setsid sh -c {shlex.quote(cmd)} > {log} 2>&1 < /dev/null &",
                 f"echo {name} $!",
             ]
+        (g.share / "clients.ip").write_text("\n".join(links) + "\n")
         out = g.run("\n".join(script), timeout=120).check().out
         started: dict[str, GuestProcess] = {}
         for line in out.splitlines():
@@ -363,6 +373,7 @@ class InteropLab(BrokerLab):
                 with contextlib.suppress(OSError):
                     parts.append(f"== {p.relative_to(self.share)} ==\n" + p.read_text(
                         errors="replace")[-2500:])  # fmt: skip
+        parts.append(f"== timings == {self.timings}")
         parts.append("== broker ==\n" + self.broker_log(0)[-4000:])
         return "\n".join(parts)
 

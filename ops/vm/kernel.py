@@ -5,7 +5,8 @@ package (``linux-image-6.1.0-NN-amd64``, NOT the ``-cloud`` flavour, which lacks
 l2tp modules) is resolved from its dependencies and downloaded into the cache directory
 (default ``/var/cache/l2tp-broker-vm``), then extracted there once. The package ships no
 ``modules.dep`` (depmod runs at install time), so module dependencies are read from each
-module's ELF ``.modinfo`` section (``depends=``) and resolved here, in load order.
+module's ELF ``.modinfo`` section (``depends=``), cached in ``vmlab-deps.json`` next to the
+modules, and resolved here, in load order.
 
     k = ensure_kernel()                      # KernelImage(version, vmlinuz, modules_dir)
     paths = k.resolve(GUEST_MODULES)         # dependencies first
@@ -13,6 +14,8 @@ module's ELF ``.modinfo`` section (``depends=``) and resolved here, in load orde
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -138,16 +141,27 @@ class KernelImage:
                     _canonical(Path(d).stem) for d in deps.split()
                 ]
         else:
-            for name, path in self.index().items():
-                info = modinfo(path.read_bytes())
-                names = ",".join(info.get("depends", [])).split(",")
-                self._deps[name] = [_canonical(d) for d in names if d]
+            cache = self.modules_dir / "vmlab-deps.json"
+            try:
+                self._deps = json.loads(cache.read_text())
+            except (OSError, ValueError):
+                for name, path in self.index().items():
+                    info = modinfo(path.read_bytes())
+                    names = ",".join(info.get("depends", [])).split(",")
+                    self._deps[name] = [_canonical(d) for d in names if d]
+                tmp = cache.with_suffix(f".tmp{os.getpid()}")
+                with contextlib.suppress(OSError):
+                    tmp.write_text(json.dumps(self._deps, sort_keys=True))
+                    tmp.rename(cache)
         return self._deps
 
     def resolve(self, wanted: Iterable[str]) -> list[Path]:
         """The .ko files for ``wanted`` and their dependencies, in load order."""
         idx = self.index()
         return [idx[name] for name in resolve_order(wanted, self.depends())]
+
+    def module_path(self, name: str) -> Path:
+        return self.index()[_canonical(name)]
 
     def config(self) -> str:
         cfg = self.vmlinuz.parent / f"config-{self.version}"

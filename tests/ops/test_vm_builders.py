@@ -157,7 +157,8 @@ def test_guest_scripts_mount_the_host_root_and_announce_readiness() -> None:
     assert "hostroot /host" in INIT and "share" in INIT
     assert "lowerdir=/host" in INIT and "exec /bin/busybox init" in INIT
     assert READY_MARK in AGENT
-    assert "base64 -w0" in AGENT
+    assert "b64encode" in AGENT and "killpg" in AGENT
+    compile(AGENT, "agent.py", "exec")
 
 
 def test_guest_modules_cover_ppp_pppoe_l2tp_and_9p() -> None:
