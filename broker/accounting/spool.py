@@ -99,11 +99,13 @@ class Spool:
                     "INSERT OR IGNORE INTO records (record_id, created, payload) VALUES (?, ?, ?)",
                     (r.record_id, r.created, r.to_bytes()),
                 )
+                inserted = cur.rowcount == 1
                 row = cur.execute(
                     "SELECT seq FROM records WHERE record_id = ?", (r.record_id,)
                 ).fetchone()
                 seqs.append(int(row[0]))
-                self._track(cur, r)
+                if inserted:  # a duplicate submission changes nothing
+                    self._track(cur, r)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")

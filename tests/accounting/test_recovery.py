@@ -147,22 +147,26 @@ def test_one_stop_per_start_whatever_crashes(ops: list[tuple[str, int]]) -> None
         path = Path(d) / "s.db"
         sp = Spool(path, sync="interval")
         sent: list[AcctRecord] = []
-        live: dict[int, int] = {}  # session index -> generation
-        gen = 0
+        live: dict[int, int] = {}  # slot -> unique session number (Acct-Session-Ids never repeat)
+        serial = 0
         now = 1_000.0
         for op, i in ops:
             now += 1.0
-            s = info(gen * 100 + i)
             if op == "start" and i not in live:
-                live[i] = gen
+                serial += 1
+                live[i] = serial
+                s = info(serial)
                 sp.append(start_record(s, now))
                 sp.append(tunnel_link_record(AcctStatusType.TUNNEL_LINK_START, s, now))
             elif op == "interim" and i in live:
-                s = info(live[i] * 100 + i)
+                s = info(live[i])
                 sp.append(interim_record(s, Counters(int(now), 1, 1, 1), int(now), now))
+                sp.append(interim_record(s, Counters(int(now), 1, 1, 1), int(now), now))  # dup
             elif op == "stop" and i in live:
-                s = info(live.pop(i) * 100 + i)
-                sp.append(stop_record(s, Counters(), 1, AcctTerminateCause.USER_REQUEST, now))
+                s = info(live.pop(i))
+                stop = stop_record(s, Counters(), 1, AcctTerminateCause.USER_REQUEST, now)
+                sp.append(stop)
+                sp.append(start_record(s, now - 5))  # a late duplicate Start reopens nothing
             elif op == "crash":
                 sent.extend(p.record for p in sp.pending())
                 sp.ack_many([p.seq for p in sp.pending()])
@@ -170,7 +174,6 @@ def test_one_stop_per_start_whatever_crashes(ops: list[tuple[str, int]]) -> None
                 sp = Spool(path, sync="interval")
                 sp.close_open_sessions(now)
                 live.clear()
-                gen += 1
         sp.close_open_sessions(now + 1)
         sent.extend(p.record for p in sp.pending())
         sp.close()
