@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 CALLS = int(os.environ.get("FAULTS_CALLS", "1000"))
 #: reasons the generator may give for a call that did not come up under loss
-EXTRA = ["--setup-timeout", "25", "--outstanding", "500", "--hangup", "padt"]
+EXTRA = ["--setup-timeout", "20", "--outstanding", "500", "--hangup", "padt"]
 LOSS_REASONS = {"timeout-ppp", "padt-during-setup", "timeout-discovery", "auth-failed"}
 
 
@@ -59,7 +59,7 @@ def test_thousand_calls_through_twenty_percent_loss_and_reordering(lab: FaultLab
         assert early["up"] >= CALLS // 2, early  # sanity floor only (98-99 % measured)
         # broker, generator and LNSs agree once the stragglers (CDNs under loss, tunnels one
         # side gave up on) are cleared: nothing half up, nothing stuck in set-up
-        agreed = poll(lab.agreement, 60, interval=1.0)
+        agreed = poll(lab.agreement, 60, interval=0.5)
         assert agreed, (lab.sessions()[:3], lab.lns_totals(), lab.broker_log()[-2000:])
         spliced = agreed[0]
         assert spliced <= early["up"]
