@@ -10,7 +10,6 @@ Frames carry the 2-octet protocol field first (PPPoE framing, RFC 2516 section 7
 from __future__ import annotations
 
 import os
-from collections import deque
 from dataclasses import dataclass, field
 
 from broker.ppp.auth import ChapAuthenticator, PapAuthenticator
@@ -83,7 +82,8 @@ class PppLink:
             rand_bytes=rand_bytes,
         )
         self.lcp.counters = self.counters
-        self._events: deque[LinkEvent] = deque()
+        # a list, not a deque: one per call for the whole call, and a deque costs ~600 B
+        self._events: list[LinkEvent] = []
         self._authenticator: PapAuthenticator | ChapAuthenticator | None = None
         self._auth_deadline: float | None = None
         self._auth_proxy = ProxyMaterial()
@@ -178,7 +178,7 @@ class PppLink:
         return self.lcp.frames_to_send()
 
     def next_event(self) -> LinkEvent | None:
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def get_timer(self) -> float | None:
         if self.phase in ("finished", "handed-over", "dead"):
