@@ -292,7 +292,10 @@ class SubscriberRun:
 
     def _ready(self, now: float) -> None:
         self.ready_at = now
-        report = self.gen.report(now)
+        report = self._with_echo(self.gen.report(now))
+        # From here on the echo figures are those of the held sessions (the set-up phase's
+        # are in the ready file).
+        self.echo_rtts.clear()
         self._print_progress(now)
         print(
             f"sim: all {self.plan.count} setups settled after {now - self.t0:.2f} s "

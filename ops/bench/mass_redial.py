@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from ops.bench._lab import LabOptions, ScaleLab, proc_cpu, progress_lines
+from ops.bench._lab import LabOptions, ScaleLab, proc_cpu, proc_rss_kb, progress_lines
 from ops.lab.netns import poll, stop_process
 
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         lns_count=2,
         hello_interval=a.hello_interval,
         retransmit=tuple(float(x) for x in a.retransmit.split(",")),
-        max_sessions=n + 1000,
+        max_sessions=min(65534, n + 1000),  # the config loader caps it (see RESULTS.md)
         max_setups=a.outstanding + 500,
         tunnels_per_lns=a.tunnels,
         broker_echo_interval=30.0,
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         ready = lab.dir / "redial.ready.json"
         report_file = lab.dir / "redial.json"
         bpid = lab.broker_pid()
+        rss0 = proc_rss_kb(bpid)
         sim = lab.subscribers("redial", [
             "--count", str(n), "--rate", str(a.rate), "--outstanding", str(a.outstanding),
             "--auth", "mixed", "--setup-timeout", "120", "--hold", "-1", "--redial-lost",
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             if not poll(lambda: ready.exists() or sim.poll() is not None, limit, 0.5):
                 raise RuntimeError(f"set-up did not settle: {lab.log('redial')[-2000:]}")
             first = json.loads(ready.read_text())
+            rss1 = proc_rss_kb(bpid)
             status0 = lab.control("/status")
             lns0 = lab.lns_status(0)
             print(
@@ -110,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         "sessions": n,
         "initial_up": first["up"],
         "initial_setup_rate": round(first["setup_rate"], 1),
+        "broker_rss_kb_idle": rss0,
+        "broker_rss_kb_held": rss1,
+        "kb_per_session": round((rss1 - rss0) / max(1, first["up"]), 2),
         "outstanding": a.outstanding,
         "detected_after_s": t_lost,
         "recovered_after_s": t_back,
@@ -132,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     step = max(1, len(curve) // 40)
+    print(
+        f"broker RSS {rss0} -> {rss1} KiB with {first['up']} sessions: "
+        f"{result['kb_per_session']} KiB/session"
+    )
     print("curve (s after kill: sessions up): " + ", ".join(f"{t}:{u}" for t, u in curve[::step]))
     if a.json_out:
         with open(a.json_out, "w") as fh:
