@@ -8,6 +8,7 @@ and counters; not a timed test (every wait is a poll with a deadline).
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -38,17 +39,30 @@ def mac_of(ns: Netns, ifname: str) -> str:
     return str(json.loads(out)[0]["address"])
 
 
-def start(ns: Netns, *args: str, stdin: Any = subprocess.DEVNULL) -> subprocess.Popen[str]:
-    proc = ns.popen([venv_python(), NODE, *args], stdin=stdin, stdout=subprocess.PIPE, text=True)
+def start(ns: Netns, *args: str, stdin: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    proc = ns.popen(
+        [venv_python(), NODE, *args],
+        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+    )  # fmt: skip
     assert proc.stdout is not None
-    line = proc.stdout.readline().strip()  # the node prints "ready" or dies (EOF)
-    assert line == "ready", f"{args[0]} did not start: {line!r}"
+    # Read "ready" a byte at a time from the unbuffered pipe: a buffered readline could swallow
+    # the report line too (when the node is quick and the test slow), which communicate()
+    # would then never see.
+    fd, line = proc.stdout.fileno(), b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:  # the node died
+            break
+        line += chunk
+    assert line.strip() == b"ready", f"{args[0]} did not start: {line!r}"
     return proc
 
 
-def result(proc: subprocess.Popen[str], stdin: str | None = None) -> dict[str, Any]:
-    out, _ = proc.communicate(stdin, timeout=30)
-    return dict(json.loads(out.strip().splitlines()[-1]))
+def result(proc: subprocess.Popen[bytes], stdin: str | None = None) -> dict[str, Any]:
+    out, err = proc.communicate(None if stdin is None else stdin.encode(), timeout=30)
+    lines = out.decode().strip().splitlines()
+    assert lines, f"no report (exit {proc.returncode}): {err.decode()[-2000:]}"
+    return dict(json.loads(lines[-1]))
 
 
 @pytest.mark.integration
