@@ -119,6 +119,7 @@ class Guest:
         self._lock = threading.Lock()
         self._bg = itertools.count(1)
         self.boot_seconds: float | None = None
+        self.boot_cpu_seconds: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> Guest:
@@ -187,7 +188,18 @@ class Guest:
                 raise
             raise GuestError(f"guest {self.name} failed to boot: {exc}\n{tail}") from exc
         self.boot_seconds = time.monotonic() - started
+        self.boot_cpu_seconds = self.cpu_seconds()
         return self
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the qemu process (0.0 when not running)."""
+        if self.proc is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def _died(self) -> str | None:
         if self.proc is not None and self.proc.poll() is not None:

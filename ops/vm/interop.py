@@ -235,6 +235,7 @@ class InteropLab(BrokerLab):
         opts = [
             "nodefaultroute", "mtu 1400", "mru 1400", "lcp-echo-interval 0", "noccp",
             "novj", "nobsdcomp", "nodeflate", "debug", f"logfile {d}/pppd.log",
+            "lcp-max-configure 40", "ipcp-max-configure 40", "chap-max-challenge 40",
         ]  # fmt: skip
         if lns.require_chap:
             opts.append(f"name vm-{lns.netns}")
@@ -261,6 +262,9 @@ class InteropLab(BrokerLab):
                 "password", PASSWORD, "noauth", "noipdefault", "defaultroute", "noccp", "novj",
                 "nobsdcomp", "nodeflate", "mtu", "1400", "mru", "1400", "maxfail", "1",
                 "lcp-echo-interval", "0", "debug", "linkname", name, "ifname", f"ppp{name}"[:15],
+                # generous retries: a loaded host slows TCG guests down a lot
+                "pppoe-padi-timeout", "5", "pppoe-padi-attempts", "12", "lcp-max-configure", "40",
+                "ipcp-max-configure", "40", "pap-max-authreq", "40",
                 *refuse,
             ]  # fmt: skip
             cmd = f"exec ip netns exec {name} " + " ".join(shlex.quote(a) for a in args)

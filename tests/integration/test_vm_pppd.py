@@ -10,9 +10,12 @@ test starts its own pppd clients (own guest netns, MAC and user)."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -103,6 +106,12 @@ def vm(started: InteropLab) -> Iterator[InteropLab]:
         print(started.guest_logs())
 
 
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of a host process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def sessions(lab: InteropLab) -> dict[str, dict[str, object]]:
     return {str(r["username"]): r for r in lab.control("/sessions")}
 
@@ -152,8 +161,11 @@ def test_pppd_clients_get_ipv4_from_the_lns_ping_and_bulk_transfer(vm: InteropLa
         server.output()
     )
     before = int(rows["user1@isp-x.example"]["input_octets"])  # type: ignore[call-overload]
+    cpu0, qcpu0, t0 = _cpu(vm.brokers[0].pid), g.cpu_seconds(), time.monotonic()
     r = g.run(f"ip netns exec ip1 python3 -c {shlex.quote(BULK_CLIENT)} {ip}", timeout=180)
     assert r.ok, r.out
+    wall, cpu, qcpu = time.monotonic() - t0, _cpu(vm.brokers[0].pid) - cpu0, g.cpu_seconds() - qcpu0
+    print(f"bulk: 4 MiB in {wall:.1f} s wall; broker {cpu:.2f} CPU s; qemu {qcpu:.2f} CPU s")
     assert poll(lambda: not server.alive(), 60, interval=0.5), server.output()
     assert server.output().split() == r.out.split(), (server.output(), r.out)
     after = int(sessions(vm)["user1@isp-x.example"]["input_octets"])  # type: ignore[call-overload]
