@@ -222,12 +222,16 @@ class TxRing:
     at ``offset + TX_DATA``, the length at ``offset + 4`` and TP_STATUS_SEND_REQUEST at
     ``offset``, then advance ``index`` and count ``pending``; :meth:`flush` has the kernel send
     every requested slot with one system call. PACKET_LOSS makes the kernel skip (not stall on)
-    a malformed frame; PACKET_QDISC_BYPASS is asked for where the kernel has it.
+    a malformed frame. ``qdisc_bypass`` (PACKET_QDISC_BYPASS) skips the interface's queueing
+    discipline: off by default, so traffic control (shaping subscribers with ``tc``) still
+    applies to what the splice sends; on a ``noqueue`` device (veth) it changes nothing.
     """
 
     __slots__ = ("data_max", "frame_nr", "frame_size", "index", "map", "pending", "sock")
 
-    def __init__(self, sock: Any, frame_size: int = 2048, frame_nr: int = 1024) -> None:
+    def __init__(
+        self, sock: Any, frame_size: int = 2048, frame_nr: int = 1024, *, qdisc_bypass: bool = False
+    ) -> None:
         page = mmap.PAGESIZE
         block_size = max(page, frame_size)
         if block_size % frame_size or frame_size % 16:
@@ -242,8 +246,9 @@ class TxRing:
         self.pending = 0
         sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
         sock.setsockopt(SOL_PACKET, PACKET_LOSS, 1)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        if qdisc_bypass:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
         sock.setsockopt(
             SOL_PACKET,
             PACKET_TX_RING,
