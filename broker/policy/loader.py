@@ -139,7 +139,10 @@ class YamlFile:
         tag, text = self.scalar(node, path, span)
         if tag != _TAG + "int":
             self.fail(node, path, f"expected {span}, got {text!r}; fix: write a plain number")
-        value = int(text.replace("_", ""), 0)
+        try:  # YAML 1.1 also tags 0017 (octal), 1:30 (base 60), 0x_ as int
+            value = int(text.replace("_", ""), 0)
+        except ValueError:
+            self.fail(node, path, f"expected {span}, got {text!r}; fix: write a plain number")
         if value < low or (high is not None and value > high):
             self.fail(node, path, f"expected {span}, got {value}; fix: use a value in range")
         return value
@@ -154,7 +157,10 @@ class YamlFile:
         tag, text = self.scalar(node, path, expected)
         if tag not in (_TAG + "int", _TAG + "float"):
             self.fail(node, path, f"expected {expected}, got {text!r}; fix: write e.g. 300")
-        value = float(text.replace("_", ""))
+        try:  # YAML 1.1 also tags .inf, 0x1F, 0017 and 1:30 as numbers
+            value = float(text.replace("_", ""))
+        except ValueError:
+            self.fail(node, path, f"expected {expected}, got {text!r}; fix: write e.g. 300")
         if not value >= low or value == float("inf"):
             self.fail(node, path, f"expected {expected}, got {text}; fix: use a value in range")
         return value
