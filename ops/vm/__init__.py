@@ -30,6 +30,9 @@ Stable API (used by the tests and by other helpers)::
   (stdout+stderr merged, killed after ``timeout``); ``CompletedCommand.check()`` raises on
   rc != 0; ``.ok``.
 - ``popen_bg(cmd, log=None) -> GuestProcess``; ``wait_for(cmd, timeout)`` polls until rc 0.
+  Guest paths outside the share are the host's files (read-only lower layer, writable overlay
+  in the guest): /work/main, /work/main/.venv, /usr/sbin/pppd, xl2tpd ... run as they are;
+  /tmp and /run are fresh tmpfs in the guest (use the share or /var/tmp to pass files).
 - ``share``/``workdir``: host directory mounted read-write at the same path in the guest.
 - ``shutdown()``: powers off (qemu killed if it lingers), deletes taps and the workdir unless
   it was passed in or ``keep_workdir``; idempotent; the context manager calls it.
@@ -38,9 +41,14 @@ Building blocks: :mod:`ops.vm.kernel` (apt download + extract + module dependenc
 ``/var/cache/l2tp-broker-vm``), :mod:`ops.vm.initramfs` (busybox /init + agent),
 :mod:`ops.vm.qemu` (argv), :mod:`ops.vm.lab` (``python -m ops.vm.lab --help``: boot by hand).
 
-Guest facts: Debian 6.1 kernel; /dev/ppp present; PPPIOCBRIDGECHAN (since 5.11) present;
-modules loaded at boot: see :data:`ops.vm.kernel.GUEST_MODULES`. TCG boot to a ready agent
-takes roughly 5-15 s depending on host load; each guest command costs ~20-100 ms.
+Guest facts: Debian 6.1.0 kernel; /dev/ppp present; PPPIOCBRIDGECHAN (since 5.11) known to
+ppp_generic (probe: a PPPoE channel attached on /dev/ppp, PPPIOCBRIDGECHAN to a missing channel
+-> ENXIO, not ENOTTY); modules loaded at boot: :data:`ops.vm.kernel.GUEST_MODULES` (ppp,
+pppoe, l2tp, 9p, overlay, bridge, veth, macvlan, tun, virtio). A TCG boot to a ready agent
+costs ~10 s of qemu CPU (20-40 s wall on the loaded shared host); a guest command round trip
+~60 ms of qemu CPU (~100 ms wall). ``cpu_seconds()`` / ``boot_cpu_seconds`` give qemu's CPU.
+The agent runs commands concurrently in the guest, but ``run`` holds a lock per guest, so
+calls from several host threads are serialised.
 """
 
 from __future__ import annotations
