@@ -132,7 +132,13 @@ class YamlFile:
     def scalar(self, node: yaml.Node, path: str, expected: str) -> tuple[str, str]:
         if not isinstance(node, yaml.ScalarNode):
             self.fail(node, path, f"expected {expected}, got {_describe(node)}")
-        return str(node.tag), str(node.value)
+        text = str(node.value)
+        try:  # a "\ud800" escape gives a lone surrogate that no later .encode() accepts
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # (the text is not repeated: it may be a secret)
+            self.fail(node, path, f"expected {expected}, got a lone \\uD800-\\uDFFF escape")
+        return str(node.tag), text
 
     def integer(self, node: yaml.Node, path: str, low: int, high: int | None = None) -> int:
         span = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
