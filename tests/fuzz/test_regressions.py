@@ -75,6 +75,25 @@ def test_odd_yaml_numbers_are_policy_errors(text: str, tmp_path: Path) -> None:
         assert "max_sessions" in str(exc)
 
 
+#: config_loader: a double-quoted "\\ud800" escape is a lone surrogate; cookie_secret.encode()
+#: raised UnicodeEncodeError (fixed in YamlFile.scalar: a located error, text not repeated).
+@pytest.mark.parametrize(
+    "body",
+    [
+        'pppoe:\n  cookie_secret: "\\ud800' + "s" * 20 + '"\n',
+        'pppoe:\n  ac_name: "\\udfff"\n',
+        'interfaces: ["\\ud800"]\n',
+        'radius:\n  servers:\n  - {name: a, address: 127.0.0.1, secret: "\\ud800xxxxxxxx"}\n',
+    ],
+)
+def test_lone_surrogate_escape_is_a_config_error(body: str, tmp_path: Path) -> None:
+    path = tmp_path / "broker.yaml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match="lone") as info:
+        load_config(path)
+    assert "sss" not in str(info.value) and "xxx" not in str(info.value)  # no secret echoed
+
+
 #: radius_dynauth: a correctly signed Disconnect-Request of 4096 octets whose Proxy-State
 #: attributes leave no room for the NAK (Error-Cause + Message-Authenticator + the echoed
 #: Proxy-State) made encode_response raise LocalProtocolError out of receive_datagram
