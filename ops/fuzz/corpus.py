@@ -381,6 +381,40 @@ def build() -> dict[str, list[bytes]]:
     }
 
 
+#: YAML tokens and numbers that the loaders treat specially (libFuzzer -dict entries).
+_YAML_TOKENS = (
+    ": ", "\n  ", "- ", "[", "]", "{", "}", '"', "'", "&a ", "*a", "!!str ", "!!int ",
+    "~", "null", "true", "no", "0x1F", "0o17", "0017", "1:30", ".inf", ".nan", "1_000",
+    "1e3", "-1", "65536", "\\ud800", "env:X", "file:/", "@", "192.0.2.1", "::1",
+)  # fmt: skip
+
+
+def dictionaries() -> dict[str, list[str]]:
+    """libFuzzer dictionaries for the YAML targets: every key the loaders know, plus tokens."""
+    from broker.config import loader as config_loader
+    from broker.policy import loader as policy_loader
+
+    def keys(module: object) -> set[str]:
+        out: set[str] = set()
+        for name in dir(module):
+            value = getattr(module, name)
+            if name.endswith("_KEYS") and isinstance(value, tuple):
+                out.update(v for v in value if isinstance(v, str))
+        return out
+
+    def entries(words: set[str]) -> list[str]:
+        quoted = sorted(words | {f"{w}: " for w in words} | set(_YAML_TOKENS))
+        return [
+            '"' + w.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\x0A") + '"'
+            for w in quoted
+        ]
+
+    return {
+        "policy_loader": entries(keys(policy_loader)),
+        "config_loader": entries(keys(config_loader) | keys(policy_loader)),
+    }
+
+
 def write(directory: Path = DEFAULT_DIR) -> dict[str, Path]:
     """Write every target's seeds to ``directory/<target>/<sha1>``; returns the folders."""
     out: dict[str, Path] = {}
@@ -390,4 +424,6 @@ def write(directory: Path = DEFAULT_DIR) -> dict[str, Path]:
         for seed in seeds:
             (folder / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
         out[name] = folder
+    for name, lines in dictionaries().items():
+        (directory / f"{name}.dict").write_text("\n".join(lines) + "\n")
     return out

@@ -77,7 +77,7 @@ def run_target(
 ) -> FuzzResult:
     """Fuzz ``target`` for at most ``seconds`` (and ``runs`` inputs, if given)."""
     seeds = (seeds_dir or corpus.DEFAULT_DIR) / target
-    if not seeds.is_dir():
+    if not seeds.is_dir() or not any(seeds.iterdir()):
         corpus.write(seeds.parent)
     work = (work_dir or WORK_DIR) / target
     work.mkdir(parents=True, exist_ok=True)
@@ -98,6 +98,9 @@ def run_target(
         f"-artifact_prefix={crashes}/",
         "-print_final_stats=1",
     ]
+    dictionary = seeds.parent / f"{target}.dict"
+    if dictionary.is_file():
+        args.append(f"-dict={dictionary}")
     if runs is not None:
         args.append(f"-runs={runs}")
     if seed is not None:
