@@ -373,6 +373,14 @@ def linux_egress(peer: tuple[str, int], local: tuple[str, int]) -> Egress | None
     return None
 
 
+def _packed_source(address: str, port: int) -> bytes:
+    """IPv4 address + UDP port as in the headers of a datagram from that LNS (b"" for IPv6)."""
+    try:
+        return socket.inet_aton(address) + port.to_bytes(2, "big")
+    except OSError:
+        return b""
+
+
 @dataclass(slots=True)
 class FastEntry:
     call_id: int
@@ -399,6 +407,9 @@ class FastEntry:
     eth_sock: Any = None
     #: a transmit ring on ``interface`` (:meth:`FastSplice.bind_ethernet_tx`), if any
     eth_tx: TxRing | None = None
+    #: ``peer`` as it appears in an IPv4/UDP header (address + port, 6 octets), or b"" when
+    #: it is not an IPv4 address: data messages from any other source are dropped
+    src: bytes = b""
 
 
 class FastSplice:
@@ -462,6 +473,7 @@ class FastSplice:
         self._reasm = Reassembler()
         self.counters: dict[str, int] = {
             "unknown_downstream": 0,
+            "spoofed_downstream": 0,
             "malformed_downstream": 0,
             "upstream_fallback": 0,
             "control_forwarded": 0,
@@ -525,6 +537,7 @@ class FastSplice:
             direct=self._direct.get((str(peer[0]), int(peer[1]))),
             eth_sock=self._eth_socks.get(interface),
             eth_tx=self._eth_tx.get(interface),
+            src=_packed_source(str(peer[0]), int(peer[1])),
         )
         key = self._up_key(mac, pppoe_session_id)
         self._up.setdefault(interface, {})[key] = entry
@@ -722,15 +735,17 @@ class FastSplice:
             self._out_l2tp(entry.up_header + ppp, entry.peer)
         return True
 
-    def downstream(self, data: bytes) -> bool:
-        """An L2TP data message from an LNS; False if unknown or malformed."""
+    def downstream(self, data: bytes, peer: tuple[str, int] | None = None) -> bool:
+        """An L2TP data message from an LNS (``peer``: where it came from; a message for a
+        session whose LNS is elsewhere is dropped and counted); False if unknown, spoofed or
+        malformed."""
         n = len(data)
         buf = self._buf
         if n > len(buf) - _HEADROOM:
             self.counters["malformed_downstream"] += 1
             return False
         buf[_HEADROOM : _HEADROOM + n] = data
-        done = self._downstream_at(n)
+        done = self._downstream_at(n, peer)
         if self._tx_rings:
             self._flush_tx()
         return done
@@ -745,8 +760,10 @@ class FastSplice:
         except OSError:  # ENOBUFS / EAGAIN with a full send queue: drop, PPP recovers
             self.counters["l2tp_tx_errors"] += 1
 
-    def _downstream_at(self, n: int) -> bool:
-        """Splice the L2TP data message in ``buf[_HEADROOM:_HEADROOM + n]``."""
+    def _downstream_at(self, n: int, peer: tuple[str, int] | bytes | None = None) -> bool:
+        """Splice the L2TP data message in ``buf[_HEADROOM:_HEADROOM + n]`` that came from
+        ``peer`` (an (address, port) pair, the packed form of :attr:`FastEntry.src`, or None
+        when the caller has checked it)."""
         buf = self._buf
         end = _HEADROOM + n
         if n < 6:
@@ -776,6 +793,9 @@ class FastSplice:
             return False
         if entry is None:
             self.counters["unknown_downstream"] += 1
+            return False
+        if peer is not None and peer != (entry.src if isinstance(peer, bytes) else entry.peer):
+            self.counters["spoofed_downstream"] += 1
             return False
         if pos + 2 <= end and buf[pos] == 0xFF and buf[pos + 1] == 0x03:
             pos += 2
@@ -1047,7 +1067,10 @@ class FastSplice:
                         except Exception:
                             counters["callback_errors"] += 1
                 else:  # header bits (L, S, O, P), no FF 03, unknown: the general parser
-                    self._downstream_at(n)
+                    self._downstream_at(n, addr)
+                continue
+            if addr != entry.peer:
+                counters["spoofed_downstream"] += 1
                 continue
             seen_add(entry.tunnel_id)
             end = _HEADROOM + n
@@ -1130,6 +1153,10 @@ class FastSplice:
                     status = -1
             else:
                 entry = down8.get(m[a : a + 8])
+                if entry is not None and m[base + 26 : base + 30] + m[u : u + 2] != entry.src:
+                    counters["spoofed_downstream"] += 1
+                    entry = None
+                    status = -1
             if entry is not None:
                 seen_add(entry.tunnel_id)
                 length = n - 8
@@ -1180,7 +1207,7 @@ class FastSplice:
                     self._l2tp_slow(ring, status, m[base : base + snap])
                 else:  # header bits, no FF 03, unknown: the general parser
                     buf[_HEADROOM : _HEADROOM + n] = m[a : a + n]
-                    self._downstream_at(n)
+                    self._downstream_at(n, m[base + 26 : base + 30] + m[u : u + 2])
             m[off : off + 4] = _ZERO32
             idx += 1
             if idx == nr:
@@ -1232,7 +1259,7 @@ class FastSplice:
             counters["malformed_downstream"] += 1
             return
         self._buf[_HEADROOM : _HEADROOM + n] = datagram
-        self._downstream_at(n)
+        self._downstream_at(n, ip[12:16] + udp[0:2])
 
     def open_l2tp_ring(self, usock: Any) -> PacketRing | None:
         """Split the L2TP port of ``usock`` (a UDP socket bound to one IPv4 address) between an

@@ -582,11 +582,11 @@ def as_send_eth(frame: bytes) -> tuple[str, bytes, int, bytes]:
     return ("eth1", frame[:6], struct.unpack_from("!H", frame, 12)[0], frame[14:])
 
 
-def ip_frame(datagram: bytes, pad_to: int = 60) -> bytes:
+def ip_frame(datagram: bytes, pad_to: int = 60, src: tuple[str, int] = LNS) -> bytes:
     """Ethernet + IPv4 + UDP around an L2TP datagram, padded like a short Ethernet frame."""
-    udp = struct.pack("!HHHH", 1701, 1701, 8 + len(datagram), 0) + datagram
+    udp = struct.pack("!HHHH", src[1], 1701, 8 + len(datagram), 0) + datagram
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
-                     socket.inet_aton(LNS[0]), socket.inet_aton("198.51.100.1"))  # fmt: skip
+                     socket.inet_aton(src[0]), socket.inet_aton("198.51.100.1"))  # fmt: skip
     frame = LOCAL + b"\x04" * 6 + b"\x08\x00" + ip + udp
     return frame + b"\x00" * max(0, pad_to - len(frame))
 
@@ -867,3 +867,36 @@ def test_frames_left_in_a_transmit_ring_are_flushed_again_soon() -> None:
     assert len(calls) == 2
     sp.uninstall()
     assert calls[1].cancelled and sp._flush_call is None
+
+
+STRANGERS = [("198.51.100.9", 1701), (LNS[0], 1702)]
+
+
+def test_data_from_anyone_but_the_sessions_lns_is_dropped_on_every_path() -> None:
+    """Right tunnel and session ids from the wrong address or port (spoofed data messages):
+    never delivered, counted; the LNS's own messages still pass on each path."""
+    ppp = b"\x00\x21spoof"
+    seq = struct.pack("!HHHHH", 0x0802, 11, 22, 0, 0) + b"\xff\x03" + ppp  # S bit: parser
+    # downstream() with the source given (the runtime's adapter path)
+    sp, eth, _ = make()
+    for who in STRANGERS:
+        assert sp.downstream(data_msg(ppp), who) is False
+    assert sp.downstream(data_msg(ppp), LNS) is True
+    assert sp.counters["spoofed_downstream"] == 2
+    # the UDP socket loop, fast lookup and general parser
+    sp, eth, _ = bound()
+    datagrams = [(data_msg(ppp), who) for who in STRANGERS] + [(seq, STRANGERS[0])]
+    assert sp.read_l2tp(FakeUdpSocket([*datagrams, (data_msg(ppp), LNS)])) == 4
+    assert len(eth.sent) == 1 and sp.counters["spoofed_downstream"] == 3
+    # the L2TP receive ring, fast lookup and general parser
+    sp, _, _ = make()
+    eth, tx = FakePacketSocket(), fake_tx()
+    sp.bind_ethernet("eth1", eth, LOCAL)
+    sp.bind_ethernet_tx("eth1", tx)
+    frames = [ip_frame(data_msg(ppp), src=who) for who in STRANGERS]
+    frames += [ip_frame(seq, src=STRANGERS[1]), ip_frame(data_msg(ppp))]
+    ring = fake_ring([(f, TP_STATUS_USER) for f in frames], nr=8)
+    assert sp.read_l2tp_ring(ring) == 4
+    assert [f[20:] for f in kernel_send(tx)] == [ppp]
+    assert sp.counters["spoofed_downstream"] == 3
+    assert sp.counters_for(7)["output_packets"] == 1
