@@ -31,7 +31,7 @@ from typing import Any
 
 from ops.lab.broker_lab import PASSWORD, TUNNEL_SECRET, BrokerLab
 from ops.lab.netns import bridge, poll, veth
-from ops.vm.guest import Guest, GuestProcess, random_mac
+from ops.vm.guest import Guest, GuestError, GuestProcess, random_mac
 
 __all__ = ["LNS_X", "LNS_Y", "InteropLab", "LnsSpec", "PppSession"]
 
@@ -332,7 +332,7 @@ class InteropLab(BrokerLab):
                     rows.append(PppSession(f[0], int(f[1]), f[2], f[3], f[4]))
         return rows
 
-    def client_session(self, name: str, timeout: float = 90.0) -> PppSession:
+    def client_session(self, name: str, timeout: float = 180.0) -> PppSession:
         """Wait until client ``name`` has IPCP up; return its session (raises on timeout)."""
 
         def find() -> PppSession | None:
@@ -358,14 +358,17 @@ class InteropLab(BrokerLab):
         return None
 
     def guest_pids(self, netns: str, comm: str = "pppd") -> list[int]:
-        """Live processes named ``comm`` in guest netns ``netns``."""
+        """Live processes named ``comm`` in guest netns ``netns`` (raises GuestError when the
+        guest cannot tell, so that a poll for a process to vanish never passes by accident)."""
         assert self.guest is not None
         r = self.guest.run(
             f"for p in $(ip netns pids {netns}); do "
             f'[ "$(cat /proc/$p/comm 2>/dev/null)" = {comm} ] && '
-            f'grep -qv "^State:.*Z" /proc/$p/status && echo $p; done; true',
-            timeout=30,
+            f'grep -qv "^State:.*Z" /proc/$p/status && echo $p; done; echo end',
+            timeout=60,
         )
+        if not r.ok or not r.out.rstrip().endswith("end"):
+            raise GuestError(f"cannot list {comm} in {netns}: rc {r.rc}: {r.out[-500:]}")
         return [int(x) for x in r.out.split() if x.isdigit()]
 
     def guest_logs(self) -> str:

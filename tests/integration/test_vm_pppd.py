@@ -27,7 +27,7 @@ from tests.support import require_binary, require_root
 pytestmark = pytest.mark.integration
 
 LNS_X, LNS_Y = LNSS
-IPCP_TIMEOUT = 120.0
+IPCP_TIMEOUT = 180.0
 BULK_BYTES = 4 << 20
 BULK_SERVER = """
 import hashlib, socket, sys
@@ -53,7 +53,7 @@ c.shutdown(socket.SHUT_WR)
 c.recv(1)
 print(len(data), hashlib.sha256(data).hexdigest())
 """
-CLEANUP_TIMEOUT = 60.0
+CLEANUP_TIMEOUT = 90.0
 
 
 def _require() -> None:
