@@ -56,6 +56,7 @@ REALM = "isp-k.example"
 LNS = LnsSpec(
     "lns", REALM, LNS_ADDR, "203.0.113.129", "203.0.113.130-203.0.113.150", require_chap=False
 )
+#: the control API's unix socket in the guest (read with curl there)
 CONTROL_SOCK = "/run/kdp-broker.sock"
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 
@@ -134,6 +135,7 @@ class KernelDataplaneLab:
             ": > /etc/ppp/options",
             f"cp {share}/etc/ip-up {share}/etc/ip-down /etc/ppp/",
             "mkdir -p /var/run/xl2tpd",
+            "ip link set lo up",
             f"ip addr add {GUEST_ADDR}/24 dev eth0",
             "ip link set eth0 up",
             "ip link add acc0 type veth peer name accp",

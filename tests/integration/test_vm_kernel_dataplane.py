@@ -77,6 +77,19 @@ def kernel_ids(lab: KernelDataplaneLab) -> tuple[set[int], set[int]]:
     )
 
 
+def link_stats(lab: KernelDataplaneLab, name: str) -> dict[str, int]:
+    """The counters of client ``name``'s ppp interface."""
+    keys = ("tx_bytes", "tx_packets", "rx_bytes", "rx_packets")
+    cmd = "; ".join(f"cat /sys/class/net/ppp{name}/statistics/{k}" for k in keys)
+    out = lab.g.run(f"ip netns exec {name} sh -c '{cmd}'", timeout=30).check().out.split()
+    return dict(zip(keys, (int(x) for x in out), strict=True))
+
+
+def close(kernel: int, interface: int, slack: int = 4000) -> bool:
+    """Equal within 2 % + ``slack`` (a few control frames the interface does not count)."""
+    return abs(kernel - interface) <= interface // 50 + slack
+
+
 USERS = {
     "k1": (f"user1@{REALM}", "chap"),
     "k2": (f"user2@{REALM}", "pap"),
@@ -112,9 +125,16 @@ def test_kernel_bridges_pppd_sessions_ping_and_bulk_transfer(vm: KernelDataplane
         poll(lambda srv=srv: not srv.alive(), 30, interval=0.5)
     live = sessions(vm)
     k1, k2 = live[USERS["k1"][0]], live[USERS["k2"][0]]
-    # the kernel's counters (PPPIOCGL2TPSTATS) reach the control API
-    assert k1["input_octets"] >= BULK and k1["input_packets"] >= BULK // 1500
-    assert k2["output_octets"] >= BULK and k2["output_packets"] >= BULK // 1500
+    # The kernel's counters (PPPIOCGL2TPSTATS, L2TP overhead removed) reach the control API
+    # and match what the subscriber's ppp interface counted (IP octets + 2 for the PPP
+    # protocol field), within the few control frames the interface does not count. iperf3 may
+    # drop its last unsent octets at the end of a run: compare with the interface, not BULK.
+    up, down = link_stats(vm, "k1"), link_stats(vm, "k2")
+    assert up["tx_bytes"] > BULK // 2 and down["rx_bytes"] > BULK // 2
+    assert close(k1["input_octets"], up["tx_bytes"] + 2 * up["tx_packets"])
+    assert close(k2["output_octets"], down["rx_bytes"] + 2 * down["rx_packets"])
+    assert close(k1["input_packets"], up["tx_packets"], slack=50)
+    assert close(k2["output_packets"], down["rx_packets"], slack=50)
     # the data did not go through Python: only a few frames before the filter was in place
     seen = vm.metric("splice", "bridged_frames_seen")
     assert seen is not None and seen < 200
@@ -134,8 +154,8 @@ def test_padt_from_pppd_cleans_up_both_sides_and_the_kernel(vm: KernelDataplaneL
     assert len(tids) == 1  # k2 still holds the tunnel
     stop = poll(lambda: stops(vm, user), CLEANUP_TIMEOUT, interval=1.0)
     assert stop, "no Accounting-Stop"
-    assert int(stop[-1]["Acct-Input-Octets"]) >= BULK  # counted by the kernel
-    assert int(stop[-1]["Acct-Input-Packets"]) >= BULK // 1500
+    assert int(stop[-1]["Acct-Input-Octets"]) >= before["input_octets"] > BULK // 2  # kernel's
+    assert int(stop[-1]["Acct-Input-Packets"]) >= before["input_packets"]
 
 
 def test_lns_disconnect_ends_the_subscriber_and_deletes_the_tunnel(
@@ -152,7 +172,7 @@ def test_lns_disconnect_ends_the_subscriber_and_deletes_the_tunnel(
     assert poll(lambda: kernel_ids(vm) == (set(), set()), CLEANUP_TIMEOUT, interval=1.0)
     stop = poll(lambda: stops(vm, user), CLEANUP_TIMEOUT, interval=1.0)
     assert stop, "no Accounting-Stop"
-    assert int(stop[-1]["Acct-Output-Octets"]) >= BULK
+    assert int(stop[-1]["Acct-Output-Octets"]) > BULK // 2
 
 
 def test_broker_shutdown_ends_every_call_and_leaves_no_kernel_objects(
