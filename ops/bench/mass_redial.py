@@ -76,11 +76,12 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             cpu0 = proc_cpu(bpid)
+            target = first["up"]  # subscribers that failed their first set-up do not redial
             t_kill = lab.kill_lns(0)
             curve: list[tuple[float, int]] = []
             t_lost: float | None = None
             t_back: float | None = None
-            min_up = n
+            min_up = target
             deadline = t_kill + 60 + n / 50
             while time.monotonic() < deadline:
                 time.sleep(0.5)
@@ -91,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.monotonic() - t_kill
                 curve.append((round(t, 1), now_up))
                 min_up = min(min_up, now_up)
-                if t_lost is None and now_up < n:
+                if t_lost is None and now_up < target:
                     t_lost = t
-                if t_lost is not None and now_up >= n and min_up < n:
+                if t_lost is not None and now_up >= target and min_up < target:
                     t_back = t
                     break
                 if sim.poll() is not None:
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "curve": curve,
     }
     print(
-        f"LNS 0 killed: first loss seen after {t_lost} s, all {n} up again after {t_back} s; "
+        f"LNS 0 killed: first loss seen after {t_lost} s, all {target} up again after {t_back} s; "
         f"{redialled} redialled at {result['redial_rate']}/s (baseline: initial set-up "
         f"{result['initial_setup_rate']}/s); lowest {min_up} up; LNS 1 holds "
         f"{result['on_lns1']}; broker {result['broker_cpu_ms_per_redial']} CPU-ms per redial; "
