@@ -266,6 +266,10 @@ class Guest:
     def run(self, cmd: str, timeout: float = 60.0, *, check: bool = False) -> CompletedCommand:
         """Run ``cmd`` with the guest's ``sh``; its stdout and stderr together are ``out``.
         The command's process group is killed in the guest after ``timeout`` s (rc 124)."""
+        result = self._call(cmd, timeout)
+        return result.check() if check else result
+
+    def _call(self, cmd: str, timeout: float) -> CompletedCommand:
         if self._sock is None:
             raise GuestError(f"guest {self.name} is not running")
         with self._lock:
@@ -273,15 +277,14 @@ class Guest:
             self._sock.sendall(
                 f"{cid} {timeout:g} ".encode() + base64.b64encode(cmd.encode()) + b"\n"
             )
-            deadline = time.monotonic() + timeout + 60.0  # TCG may be slow on a loaded host
+            # TCG may be slow on a loaded host: answers get a minute beyond the timeout.
+            deadline = time.monotonic() + max(timeout, 0.0) + 60.0
             while True:
                 line = self._readline(deadline, cmd)
                 parts = line.split(b" ", 3)
                 if len(parts) >= 3 and parts[0] == b"R" and parts[1].decode() == cid:
                     out = base64.b64decode(parts[3]) if len(parts) == 4 else b""
-                    result = CompletedCommand(cmd, int(parts[2]), out.decode(errors="replace"))
-                    break
-        return result.check() if check else result
+                    return CompletedCommand(cmd, int(parts[2]), out.decode(errors="replace"))
 
     def _readline(self, deadline: float, cmd: str) -> bytes:
         assert self._sock is not None
@@ -303,14 +306,12 @@ class Guest:
         return line.strip()
 
     def popen_bg(self, cmd: str, log: Path | str | None = None) -> GuestProcess:
-        """Start ``cmd`` in the background (own session) in the guest; its output goes to
-        ``log`` (default: a new file in the share, readable from the host)."""
+        """Start ``cmd`` (``sh`` syntax; prefix ``exec`` to make the pid the program's own) in
+        the background in its own session in the guest; its output goes to ``log`` (default:
+        a new file in the share, readable from the host). The agent reaps it."""
         path = Path(log) if log else self.workdir / f"bg-{next(self._bg)}.log"
-        r = self.run(
-            f"setsid sh -c {shlex.quote(cmd)} > {shlex.quote(str(path))} 2>&1 < /dev/null & "
-            "echo $!",
-            timeout=30,
-        ).check()
+        script = f"exec > {shlex.quote(str(path))} 2>&1 < /dev/null\n{cmd}\n"
+        r = self._call(script, -1).check()
         return GuestProcess(self, int(r.out.split()[-1]), path)
 
     def wait_for(self, cmd: str, timeout: float, interval: float = 0.5) -> CompletedCommand:

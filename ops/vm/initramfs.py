@@ -18,9 +18,9 @@ Boot sequence inside the guest (``/init``, busybox ash):
 Agent protocol (one line each way): host sends ``<id> <timeout s> <base64 script>``; the agent
 runs the script with ``/bin/sh -c`` in its own session (stdin /dev/null, stdout+stderr
 captured) in a thread, kills its process group after the timeout (exit code 124) and answers
-``R <id> <exit code> <base64 output>``. Background jobs are plain ``&`` in the script (with
-their output redirected). One process per command: a shell agent cost ~7 execs per command,
-which is about a second each under TCG on a loaded host.
+``R <id> <exit code> <base64 output>``. A negative timeout starts the script as a background
+job instead (own session, reaped by the agent) and answers its pid. One process per command:
+a shell agent cost ~7 execs per command, about a second each under TCG on a loaded host.
 """
 
 from __future__ import annotations
@@ -150,6 +150,22 @@ def run(fd, lock, cid, timeout, script):
                 return
 
 
+def spawn(fd, lock, cid, script):
+    # A background job: started in its own session, reaped by a thread; answers its pid.
+    try:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True, cwd="/",
+        )
+        rc, out = 0, str(proc.pid).encode()
+        threading.Thread(target=proc.wait, daemon=True).start()
+    except OSError as exc:
+        rc, out = 127, str(exc).encode()
+    reply = b"R %s %d %s\n" % (cid, rc, base64.b64encode(out))
+    with lock:
+        os.write(fd, reply)
+
+
 def main():
     port = find_port()
     if port is None:
@@ -174,6 +190,9 @@ def main():
                     continue
                 cid, timeout, b64 = parts
                 script = base64.b64decode(b64).decode("utf-8", "replace")
+                if float(timeout) < 0:
+                    spawn(fd, lock, cid, script)
+                    continue
                 threading.Thread(
                     target=run, args=(fd, lock, cid, float(timeout), script), daemon=True
                 ).start()

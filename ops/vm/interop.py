@@ -251,7 +251,7 @@ class InteropLab(BrokerLab):
         g = self.guest
         assert g is not None
         links: list[str] = []  # one `ip -batch` for every netns and macvlan (TCG: few execs)
-        script = ["set -e", f"ip -batch {shlex.quote(str(g.share / 'clients.ip'))}"]
+        jobs: list[tuple[str, str]] = []
         for name, user, auth in specs:
             refuse = ["refuse-pap"] if auth == "chap" else ["refuse-chap"]
             refuse += ["refuse-eap", "refuse-mschap", "refuse-mschap-v2"]
@@ -268,22 +268,14 @@ class InteropLab(BrokerLab):
                 *refuse,
             ]  # fmt: skip
             cmd = f"exec ip netns exec {name} " + " ".join(shlex.quote(a) for a in args)
-            log = shlex.quote(str(g.share / f"client-{name}.log"))
             links += [
                 f"netns add {name}",
                 f"link add {dev} link eth0 address {mac} netns {name} up type macvlan mode private",
             ]
-            script += [
-                f"setsid sh -c {shlex.quote(cmd)} > {log} 2>&1 < /dev/null &",
-                f"echo {name} $!",
-            ]
+            jobs.append((name, cmd))
         (g.share / "clients.ip").write_text("\n".join(links) + "\n")
-        out = g.run("\n".join(script), timeout=120).check().out
-        started: dict[str, GuestProcess] = {}
-        for line in out.splitlines():
-            f = line.split()
-            if len(f) == 2 and f[1].isdigit():
-                started[f[0]] = GuestProcess(g, int(f[1]), g.share / f"client-{f[0]}.log")
+        g.run(f"ip -batch {shlex.quote(str(g.share / 'clients.ip'))}", timeout=120).check()
+        started = {name: g.popen_bg(cmd, g.share / f"client-{name}.log") for name, cmd in jobs}
         self.clients.update(started)
         return started
 
