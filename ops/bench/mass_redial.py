@@ -4,7 +4,8 @@ Two LNS emulators; RADIUS prefers LNS 0 (Tunnel-Preference 0) over LNS 1 (10). `
 subscribers come up (all on LNS 0) and are held; then LNS 0 is killed (SIGKILL: no StopCCN,
 no CDN). The broker notices on its own (HELLO after ``--hello-interval`` s without input,
 then the retransmission schedule ``--retransmit``), clears the tunnels, sends PADT to every
-subscriber and locks LNS 0 out; the subscribers (``sim subscribers --redial-lost``) dial
+subscriber and locks LNS 0 out; a CPE whose PADT is lost notices by its own LCP echo
+(``--echo-interval``, three misses). The subscribers (``sim subscribers --redial-lost``) dial
 again at once, limited only by ``--outstanding`` in flight, and come up on LNS 1.
 
 Reported: time from the kill to the broker's detection (first session lost), to all sessions
@@ -33,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=600.0, help="initial set-up rate")
     p.add_argument("--outstanding", type=int, default=800)
     p.add_argument("--hello-interval", type=float, default=5.0)
+    p.add_argument(
+        "--echo-interval",
+        type=float,
+        default=10.0,
+        help="CPE LCP echo (through the splice to the LNS): a CPE whose PADT was lost notices",
+    )
     p.add_argument("--retransmit", default="1,1,2,2", help="broker's L2TP schedule (s)")
     p.add_argument(
         "--tunnels", type=int, default=2, help="tunnel identities per LNS (<= 65,535 sessions each)"
@@ -58,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         sim = lab.subscribers("redial", [
             "--count", str(n), "--rate", str(a.rate), "--outstanding", str(a.outstanding),
             "--auth", "mixed", "--setup-timeout", "120", "--hold", "-1", "--redial-lost",
+            "--echo-interval", str(a.echo_interval),
             "--ready-file", str(ready), "--json-out", str(report_file), "--progress", "0.5",
             "--timeout", str(n / a.rate * 10 + 900),
         ])  # fmt: skip
