@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import inspect
 import os
 import socket
 import struct
@@ -618,7 +619,12 @@ class KernelSplice:
                 if ethertype == ETH_P_PPP_SES:
                     self._filter_socks.setdefault(ifname, []).append(reader.sock)
         if self.fallback is not None:
-            self.fallback.install(raw_port, l2tp_adapter, ring=ring)
+            options: dict[str, Any] = {"ring": ring}
+            if "l2tp_ring" in inspect.signature(self.fallback.install).parameters:
+                # FastSplice's AF_PACKET ring on the L2TP port would copy every data message
+                # the kernel takes into Python: the fallback reads its own from the UDP socket
+                options["l2tp_ring"] = False
+            self.fallback.install(raw_port, l2tp_adapter, **options)
 
     def uninstall(self) -> None:
         """Tear down what is left in the kernel, give the adapters back, drop the filters."""

@@ -212,8 +212,8 @@ class FakeFallback:
         self.down.append(data)
         return False
 
-    def install(self, raw: Any, l2tp: Any, *, ring: bool = True) -> None:
-        self.installed.append((raw, l2tp, ring))
+    def install(self, raw: Any, l2tp: Any, *, ring: bool = True, l2tp_ring: bool = True) -> None:
+        self.installed.append((raw, l2tp, ring, l2tp_ring))
 
     def uninstall(self) -> None:
         self.installed.clear()
@@ -443,6 +443,7 @@ def test_uninstall_tears_everything_down() -> None:
     attach(splice, 1)
     attach(splice, 2, tunnel=20)
     assert fallback.installed
+    assert fallback.installed[0][3] is False  # no L2TP packet ring copying kernel traffic
     splice.uninstall()
     assert nl.tunnels == {} and nl.sessions == {} and nl.closed
     assert ops.open_socks() == [] and ops.ppp_open == set() and reactor.readers == set()
