@@ -206,10 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--cprofile", type=Path, help="cProfile (CPU time) the broker into this file, summarise"
     )
+    p.add_argument("--broker-root", type=Path, help="run the broker from this source tree")
     p.add_argument("--json-out", type=Path)
     a = p.parse_args(argv)
     results: list[dict[str, Any]] = []
-    opts = LabOptions(max_setups=max(2000, a.outstanding + 100), cprofile=a.cprofile)
+    opts = LabOptions(
+        max_setups=max(2000, a.outstanding + 100), cprofile=a.cprofile, broker_root=a.broker_root
+    )
     with ScaleLab(opts) as lab:
         print(f"lab in {lab.dir}", flush=True)
         if a.baseline_count > 0:
