@@ -28,6 +28,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -267,7 +268,7 @@ def build_initramfs(
         ("modules.order", 0o100644, "".join(f"{m.stem}\n" for m in mods).encode()),
     ]
     entries += [(f"lib/modules/{m.stem}.ko", 0o100644, m.read_bytes()) for m in mods]
-    tmp = path.with_suffix(f".tmp{id(entries)}")
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_bytes(gzip.compress(cpio_newc(entries), compresslevel=6, mtime=0))
     tmp.rename(path)
     return path
