@@ -32,6 +32,7 @@ from broker.callflow.wiring import CallFlowEngines
 from broker.config.model import BrokerConfig
 from broker.control.api import ApiError, endpoint_description, make_site
 from broker.control.metrics import Registry
+from broker.dataplane.fastpath import FastSplice
 from broker.dataplane.kernel import KernelSplice, kernel_support
 from broker.l2tp.endpoint import L2tpEndpoint
 from broker.policy.loader import load_policies
@@ -230,6 +231,7 @@ class BrokerNode(MultiService):
         )  # fmt: skip
         self.locked: dict[str, float] = {}
         self.drained: set[str] = set()
+        self.dynauth: DynAuthListener | None = None
         _RuntimeService(self, interfaces or cfg.interfaces).setServiceParent(self)
         if cfg.radius.dynauth_listen is not None:
             engine = DynAuthServer(
@@ -238,10 +240,11 @@ class BrokerNode(MultiService):
                 nas_ip=cfg.radius.nas_ip, nas_identifier=cfg.radius.nas_identifier,
                 find_and_disconnect=self.find_and_disconnect,
             )  # fmt: skip
-            DynAuthListener(
+            self.dynauth = DynAuthListener(
                 engine, reactor=reactor, address=cfg.radius.dynauth_listen,
                 port=cfg.radius.dynauth_port,
-            ).setServiceParent(self)  # fmt: skip
+            )  # fmt: skip
+            self.dynauth.setServiceParent(self)
         _ControlService(self).setServiceParent(self)
 
     # -- events --------------------------------------------------------------------------
@@ -327,16 +330,16 @@ class BrokerNode(MultiService):
         ]  # fmt: skip
         if self.runtime.raw is not None:
             sources.append(("rawether", self.runtime.raw.counters))
+        if self.dynauth is not None:
+            sources.append(("dynauth", self.dynauth.engine.counters))
         for engine, counters in sources:
             for name, v in counters.items():
                 out[(engine, name)] = float(v)
         return out
 
     def l2tp_retransmits(self) -> int:
-        total = 0
-        for t in self.flow.e.l2tp.tunnels.values():
-            total += int(getattr(t, "counters", {}).get("retransmits", 0))
-        return total + self.flow.e.l2tp.counters.get("retransmits", 0)
+        # Tunnels count into their endpoint's counters dict (one shared dict): read it once.
+        return int(self.flow.e.l2tp.counters.get("retransmits", 0))
 
     # -- control API backend ---------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -348,6 +351,7 @@ class BrokerNode(MultiService):
             "sessions": sum(1 for c in self.flow.calls.values() if c.started_at is not None),
             "tunnels": len(self.flow.tunnels),
             "dataplane": self.dataplane,
+            "dataplane_features": dict(getattr(self.runtime.splice, "features", None) or {}),
             "state": "memory" if self.cfg.state == "memory" else "redis",
             "draining": self.flow.draining,
             "policy_generation": self.policy_generation,
@@ -498,7 +502,16 @@ class _RuntimeService(Service):
             rt.make_raw_port(self.interfaces).startService()
         # FastSplice: ring + socket loops on the hot sockets; KernelSplice: tunnel sockets,
         # drop filter, and its userspace fallback's loops
-        rt.splice.install(rt.raw, rt.l2tp)
+        if cfg.l2tp.direct_egress and isinstance(rt.splice, FastSplice):
+            rt.splice.install(rt.raw, rt.l2tp, direct=True)
+        else:
+            rt.splice.install(rt.raw, rt.l2tp)
+        features = getattr(rt.splice, "features", None)
+        if features:
+            _log.info(
+                "data plane features: {features}",
+                features=", ".join(k for k, on in sorted(features.items()) if on) or "none",
+            )
         self.heartbeat = task.LoopingCall(node.store.heartbeat)
         self.heartbeat.clock = node.reactor
         self.heartbeat.start(5.0, now=True)

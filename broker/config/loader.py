@@ -61,6 +61,7 @@ L2TP_KEYS = (
     "hello_interval",
     "hide_avps",
     "receive_window",
+    "direct_egress",
 )
 RADIUS_KEYS = (
     "nas_ip",
@@ -293,6 +294,8 @@ def _l2tp(f: YamlFile, node: yaml.Node) -> L2tpSettings:
         kw["hide_avps"] = f.boolean(m["hide_avps"][1], "l2tp.hide_avps")
     if "receive_window" in m:
         kw["receive_window"] = f.integer(m["receive_window"][1], "l2tp.receive_window", 1, 1024)
+    if "direct_egress" in m:
+        kw["direct_egress"] = f.boolean(m["direct_egress"][1], "l2tp.direct_egress")
     return L2tpSettings(**kw)
 
 

@@ -96,6 +96,9 @@ class L2tpSettings:
     hello_interval: float = 60.0
     hide_avps: bool = False
     receive_window: int = 16
+    #: userspace splice: write LNS-bound data as whole Ethernet frames on the LNS-facing
+    #: interface (transmit ring, no UDP sendto per packet); skips netfilter OUTPUT, so opt-in
+    direct_egress: bool = False
 
 
 @dataclass(frozen=True, slots=True)

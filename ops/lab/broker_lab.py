@@ -108,8 +108,10 @@ class BrokerLab:
         dir: Path | None = None,
         retransmit: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 8.0),
         interim: float = 0.0,
+        direct_egress: bool = False,
     ):
         self.dir = Path(dir or tempfile.mkdtemp(prefix="broker-lab-"))
+        self.direct_egress = direct_egress
         self.retransmit = retransmit
         self.interim = interim
         self.redis: subprocess.Popen[bytes] | None = None
@@ -222,6 +224,7 @@ l2tp:
   port: {1701 + i}
   host_name: lab-lac-{i + 1}
   hide_avps: false
+  direct_egress: {"true" if self.direct_egress else "false"}
   retransmit: [{", ".join(str(x) for x in self.retransmit)}]
 radius:
   nas_ip: {LAC_ADDR}

@@ -21,6 +21,7 @@ l2tp:
   listen: 198.51.100.1
   retransmit: [1, 2, 4]
   hide_avps: true
+  direct_egress: true
 radius:
   nas_ip: 198.51.100.1
   nas_port_type: xdsl
@@ -53,6 +54,7 @@ def test_good_config(tmp_path: Path) -> None:
     assert cfg.node_id == "lac-7"
     assert cfg.interfaces == ("acc0", "acc1.100")
     assert cfg.l2tp.retransmit == (1.0, 2.0, 4.0) and cfg.l2tp.hide_avps
+    assert cfg.l2tp.direct_egress
     assert cfg.radius.nas_port_type == 16
     assert cfg.radius.servers[0].port == 18120 and cfg.radius.servers[0].timeout == (1.0, 1.0)
     assert cfg.radius.accounting_servers[0].port == 1813
@@ -92,6 +94,7 @@ def test_good_config(tmp_path: Path) -> None:
         ("pppoe:\n  cookie_secret: short\n", 2, "pppoe.cookie_secret", "at least 16 octets"),
         ("l2tp: [1, 2\n", 1, "", "YAML syntax error"),
         ("hide_avps: true\n", 1, "hide_avps", "unknown key"),
+        ("l2tp:\n  direct_egress: maybe\n", 2, "l2tp.direct_egress", "expected"),
     ],
 )
 def test_errors_name_file_line_key_and_fix(

@@ -51,6 +51,26 @@ def acct(lab: BrokerLab, kind: str) -> list[dict[str, str]]:
 
 
 def test_ipcp_traffic_accounting_octets_and_tunnel_link_records(lab: BrokerLab) -> None:
+    traffic_and_accounting(lab)
+    assert not lab.control("/status")["dataplane_features"].get("direct_egress")
+
+
+def test_direct_egress_carries_the_same_traffic() -> None:
+    """``l2tp.direct_egress: true``: LNS-bound data leaves as raw frames from a transmit ring
+    on the LNS-facing interface; l2tpns sees the same calls, traffic and octets."""
+    _require()
+    lab = BrokerLab(retransmit=(1.0, 1.0, 2.0), interim=2.0, direct_egress=True)
+    try:
+        lab.start()
+        traffic_and_accounting(lab)
+        features = lab.control("/status")["dataplane_features"]
+        assert features["direct_egress"] and features["direct_tx_ring"], features
+    finally:
+        lab.close()
+        lab.remove()
+
+
+def traffic_and_accounting(lab: BrokerLab) -> None:
     proc, out = lab.subscribers(
         8, user_template="user{i}@isp-a.example", ping=LNS_A, hold=8.0,
         extra=["--ping-count", "4", "--ping-interval", "0.5"], background=True,
