@@ -198,7 +198,7 @@ def _path(base: Path, text: str) -> Path:
 
 
 def _secret(f: YamlFile, node: yaml.Node, path: str) -> Secret:
-    text = f.string(node, path, "a secret (inline, env:NAME or file:/path)")
+    text = f.string(node, path, "a secret (inline, env:NAME or file:/path)", secret=True)
     if text.startswith("file:") and not text[5:].startswith("/"):
         f.fail(
             node,

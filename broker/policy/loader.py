@@ -177,10 +177,15 @@ class YamlFile:
             self.fail(node, path, f"expected true or false, got {text!r}; fix: write true/false")
         return text.lower() in ("true", "yes", "on", "y")
 
-    def string(self, node: yaml.Node, path: str, what: str = "a non-empty string") -> str:
+    def string(
+        self, node: yaml.Node, path: str, what: str = "a non-empty string", *, secret: bool = False
+    ) -> str:
+        """A non-empty string scalar; with ``secret`` a refused value is not repeated in the
+        error (it may be a secret written unquoted, e.g. as a number)."""
         tag, text = self.scalar(node, path, what)
         if tag != _TAG + "str" or text == "":
-            self.fail(node, path, f"expected {what}, got {text!r}; fix: quote the value")
+            got = f"a value of type {tag.rsplit(':', 1)[-1]}" if secret else repr(text)
+            self.fail(node, path, f"expected {what}, got {got}; fix: quote the value")
         return text
 
     def choice(self, node: yaml.Node, path: str, choices: Sequence[str]) -> str:

@@ -200,3 +200,11 @@ def test_secrets_lists_every_configured_secret_without_values(tmp_path: Path) ->
     ]
     for value in ("testing123", "dynsecret", "tunnelsecret"):
         assert value not in repr(cfg.secrets())
+
+
+def test_an_unquoted_secret_is_not_repeated_in_the_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "lns_secrets:\n  lns-a: 1234567890123456\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "1234567890123456" not in str(info.value)
+    assert "lns_secrets.lns-a" in str(info.value) and "quote the value" in str(info.value)
