@@ -464,10 +464,11 @@ class KernelSplice:
             return bool(self.fallback.upstream(interface, mac, pppoe_session_id, ppp))
         return False
 
-    def downstream(self, data: bytes) -> bool:
-        """An L2TP data message the kernel did not take: userspace splices only."""
+    def downstream(self, data: bytes, peer: tuple[str, int] | None = None) -> bool:
+        """An L2TP data message the kernel did not take: userspace splices only (which drop
+        it unless it comes from the session's LNS)."""
         if self.fallback is not None:
-            return bool(self.fallback.downstream(data))
+            return bool(self.fallback.downstream(data, peer))
         self.counters["unknown_downstream"] += 1
         return False
 

@@ -185,6 +185,7 @@ class FakeFallback:
         self.attached: dict[int, dict[str, Any]] = {}
         self.installed: list[Any] = []
         self.down: list[bytes] = []
+        self.peers: list[tuple[str, int] | None] = []
         self.counters: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -208,8 +209,9 @@ class FakeFallback:
     def upstream(self, interface: str, mac: bytes, sid: int, ppp: bytes) -> bool:
         return self.owns(interface, mac, sid)
 
-    def downstream(self, data: bytes) -> bool:
+    def downstream(self, data: bytes, peer: tuple[str, int] | None = None) -> bool:
         self.down.append(data)
+        self.peers.append(peer)
         return False
 
     def install(self, raw: Any, l2tp: Any, *, ring: bool = True, l2tp_ring: bool = True) -> None:
@@ -390,8 +392,9 @@ def test_upstream_drops_copies_of_bridged_frames() -> None:
     assert splice.counters["bridged_frames_seen"] == 1
     assert splice.owns("eth1", mac(1), 1)
     assert splice.upstream("eth1", mac(2), 1, b"\x00\x21") is False  # not ours
-    splice.downstream(b"\x00\x02data")
+    splice.downstream(b"\x00\x02data", ("198.51.100.2", 1701))
     assert fallback.down == [b"\x00\x02data"]
+    assert fallback.peers == [("198.51.100.2", 1701)]  # the source check is the fallback's
 
 
 def test_unbridge_failure_after_padt_is_counted_and_detach_completes() -> None:
