@@ -213,7 +213,7 @@ class CallFlowRuntime:
         self.after_input()
 
     def _l2tp_data(self, data: bytes, peer: Peer) -> None:
-        self.splice.downstream(data)
+        self.splice.downstream(data, (str(peer[0]), int(peer[1])))
 
     def radius_datagram(self, data: bytes, addr: Peer, index: int) -> None:
         self.flow.receive_radius(data, addr, index, self.reactor.seconds())
