@@ -141,6 +141,12 @@ class RadiusUdpAdapter:
         self._flush_soon()
         return d
 
+    def submit(self, request: AuthRequest, key: Hashable) -> None:
+        """Send an Access-Request whose outcome goes only to ``on_event`` (no Deferred: the
+        shape of the daemon's call flow, which owns its RADIUS engine the same way)."""
+        self.engine.authenticate(key, request, self.reactor.seconds())
+        self._flush_soon()
+
     # -- plumbing -------------------------------------------------------------------------------
 
     def _received(self, data: bytes, addr: tuple[str, int], index: int) -> None:

@@ -81,7 +81,12 @@ def engine_only(count: int) -> float:
     return count / elapsed
 
 
-def broker_run(port: int, seconds: float, concurrency: int, sockets: int) -> dict[str, Any]:
+def broker_run(
+    port: int, seconds: float, concurrency: int, sockets: int, *, deferreds: bool = True
+) -> dict[str, Any]:
+    """RadiusUdpAdapter on its own epoll reactor: with ``deferreds`` one Deferred per request
+    (``authenticate``), else outcomes through ``on_event`` only (``submit``: the daemon's shape,
+    whose call flow owns the RADIUS engine and gets events, no Deferreds)."""
     from twisted.internet.epollreactor import EPollReactor
 
     from broker.adapters.radius_udp import RadiusUdpAdapter
@@ -90,20 +95,11 @@ def broker_run(port: int, seconds: float, concurrency: int, sockets: int) -> dic
     server = RadiusServer(
         "bench", "127.0.0.1", port, SECRET.encode(), timeout=(2.0, 2.0), dead_time=5.0
     )
-    adapter = RadiusUdpAdapter(RadiusClient([server], sockets=sockets), reactor, "127.0.0.1")
-    adapter.start()
     stats = {"accepted": 0, "other": 0, "issued": 0}
     deadline = time.perf_counter() + seconds
     stop = {"flag": False}
     latencies: list[float] = []
     kinds: dict[str, int] = {}
-
-    def issue() -> None:
-        if stop["flag"]:
-            return
-        i = stats["issued"]
-        stats["issued"] += 1
-        adapter.authenticate(bench_request(i)).addCallback(done)
 
     def done(result: Any) -> None:
         if isinstance(result, AccessAccepted):
@@ -117,6 +113,25 @@ def broker_run(port: int, seconds: float, concurrency: int, sockets: int) -> dic
             stop["flag"] = True
         issue()
 
+    def on_event(event: Any) -> None:
+        if not deferreds and hasattr(event, "key"):
+            done(event)
+
+    adapter = RadiusUdpAdapter(
+        RadiusClient([server], sockets=sockets), reactor, "127.0.0.1", on_event=on_event
+    )
+    adapter.start()
+
+    def issue() -> None:
+        if stop["flag"]:
+            return
+        i = stats["issued"]
+        stats["issued"] += 1
+        if deferreds:
+            adapter.authenticate(bench_request(i)).addCallback(done)
+        else:
+            adapter.submit(bench_request(i), ("bench", i))
+
     # Warm up (server threads, caches), then measure.
     for _ in range(concurrency):
         issue()
@@ -129,7 +144,7 @@ def broker_run(port: int, seconds: float, concurrency: int, sockets: int) -> dic
     total_done = stats["accepted"] + stats["other"]
     # Drain what is outstanding so nothing is counted twice.
     end = time.perf_counter() + 5
-    while adapter.pending and time.perf_counter() < end:
+    while (adapter.pending or adapter.engine.in_flight) and time.perf_counter() < end:
         reactor.iterate(0.01)
     adapter.stop()
     latencies.sort()
@@ -207,17 +222,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         radius.start()
         try:
-            res = broker_run(radius.auth_port, args.seconds, args.concurrency, args.sockets)
-            c = res["counters"]
-            print(
-                f"broker: {res['rate']:,.0f} Access-Request round trips/s over "
-                f"{res['elapsed']:.1f} s (accepted={res['accepted']} other={res['other']} "
-                f"{res['other_kinds'] or ''} "
-                f"p50={res['p50_ms']:.1f} ms p99={res['p99_ms']:.1f} ms "
-                f"retransmits={c['retransmits']} timeouts={c['timeouts']} "
-                f"forged={c['forged_replies']}) concurrency={args.concurrency}; "
-                f"{res['cpu_rate']:,.0f} per CPU-second of this process"
-            )
+            for label, deferreds in (("broker", False), ("broker+Deferreds", True)):
+                res = broker_run(
+                    radius.auth_port,
+                    args.seconds,
+                    args.concurrency,
+                    args.sockets,
+                    deferreds=deferreds,
+                )
+                c = res["counters"]
+                print(
+                    f"{label}: {res['rate']:,.0f} Access-Request round trips/s over "
+                    f"{res['elapsed']:.1f} s (accepted={res['accepted']} other={res['other']} "
+                    f"{res['other_kinds'] or ''} "
+                    f"p50={res['p50_ms']:.1f} ms p99={res['p99_ms']:.1f} ms "
+                    f"retransmits={c['retransmits']} timeouts={c['timeouts']} "
+                    f"forged={c['forged_replies']}) concurrency={args.concurrency}; "
+                    f"{res['cpu_rate']:,.0f} per CPU-second of this process"
+                )
             if not args.skip_radclient:
                 count = max(1000, int(res["accepted"]))
                 rc = radclient_run(radius.auth_port, count, args.concurrency)
