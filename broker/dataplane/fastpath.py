@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from broker.dataplane.rings import (
+    _TPACKET_REQ,
     TX_DATA,
     Reassembler,
     TxRing,
@@ -61,7 +62,9 @@ from broker.dataplane.rings import (
     detach_filter,
     l2tp_ring_filter,
     l2tp_socket_filter,
+    map_ring,
     open_packet_socket,
+    ring_geometry,
 )
 from broker.dataplane.userspace import ETH_P_PPP_SES, SendEthernet, SendL2tp
 from broker.wire import MacAddress
@@ -93,7 +96,6 @@ TP_STATUS_USER = 1
 TP_STATUS_COPY = 2
 #: struct tpacket2_hdr: tp_status, tp_len, tp_snaplen, tp_mac (little-endian host, x86/arm).
 _TP2_HDR = struct.Struct("=IIIH")
-_TPACKET_REQ = struct.Struct("=IIII")
 _ZERO32 = b"\0\0\0\0"
 #: Headroom asked in every ring slot (PACKET_RESERVE) so a direct-egress header fits in front.
 RING_RESERVE = 64
@@ -133,31 +135,16 @@ class PacketRing:
         frame_nr: int = 2048,
         reserve: int = RING_RESERVE,
     ) -> None:
-        page = mmap.PAGESIZE
-        block_size = max(page, frame_size)
-        if block_size % frame_size or frame_size % 16:
-            raise ValueError("frame_size must divide the block size and be 16-aligned")
-        per_block = block_size // frame_size
-        block_nr = max(1, frame_nr // per_block)
+        geometry = ring_geometry(frame_size, frame_nr)
         self.sock = sock
         self.frame_size = frame_size
-        self.frame_nr = block_nr * per_block
+        self.frame_nr = geometry[2]
         self.index = 0
         sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
         if reserve:
             sock.setsockopt(SOL_PACKET, PACKET_RESERVE, reserve)
-        sock.setsockopt(
-            SOL_PACKET,
-            PACKET_RX_RING,
-            _TPACKET_REQ.pack(block_size, block_nr, frame_size, self.frame_nr),
-        )
         try:
-            self.map = mmap.mmap(
-                sock.fileno(),
-                block_size * block_nr,
-                mmap.MAP_SHARED,
-                mmap.PROT_READ | mmap.PROT_WRITE,
-            )
+            self.map = map_ring(sock, PACKET_RX_RING, frame_size, geometry)
         except OSError:
             self._release_ring()
             raise

@@ -46,6 +46,31 @@ TP_STATUS_WRONG_FORMAT = 4
 #: Frame data offset in a TPACKET_V2 TX slot: TPACKET2_HDRLEN - sizeof(struct sockaddr_ll).
 TX_DATA = 32
 _TPACKET_REQ = struct.Struct("=IIII")
+
+
+def ring_geometry(frame_size: int, frame_nr: int) -> tuple[int, int, int]:
+    """(block size, block count, frame count) of a TPACKET_V2 ring of ``frame_size`` slots:
+    blocks of at least a page, whole frames per block, at least ``frame_nr`` rounded down."""
+    block_size = max(mmap.PAGESIZE, frame_size)
+    if block_size % frame_size or frame_size % 16:
+        raise ValueError("frame_size must divide the block size and be 16-aligned")
+    per_block = block_size // frame_size
+    block_nr = max(1, frame_nr // per_block)
+    return block_size, block_nr, block_nr * per_block
+
+
+def map_ring(sock: Any, option: int, frame_size: int, geometry: tuple[int, int, int]) -> mmap.mmap:
+    """Ask for the ring (``option``: PACKET_RX_RING or PACKET_TX_RING) and map it (the caller
+    gives the ring back with an empty request if mapping fails)."""
+    block_size, block_nr, frame_nr = geometry
+    sock.setsockopt(
+        SOL_PACKET, option, _TPACKET_REQ.pack(block_size, block_nr, frame_size, frame_nr)
+    )
+    return mmap.mmap(
+        sock.fileno(), block_size * block_nr, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+    )
+
+
 _U32 = struct.Struct("=I")
 _SEND_REQUEST = _U32.pack(TP_STATUS_SEND_REQUEST)
 
@@ -232,15 +257,10 @@ class TxRing:
     def __init__(
         self, sock: Any, frame_size: int = 2048, frame_nr: int = 1024, *, qdisc_bypass: bool = False
     ) -> None:
-        page = mmap.PAGESIZE
-        block_size = max(page, frame_size)
-        if block_size % frame_size or frame_size % 16:
-            raise ValueError("frame_size must divide the block size and be 16-aligned")
-        per_block = block_size // frame_size
-        block_nr = max(1, frame_nr // per_block)
+        geometry = ring_geometry(frame_size, frame_nr)
         self.sock = sock
         self.frame_size = frame_size
-        self.frame_nr = block_nr * per_block
+        self.frame_nr = geometry[2]
         self.data_max = frame_size - TX_DATA
         self.index = 0
         self.pending = 0
@@ -249,18 +269,8 @@ class TxRing:
         if qdisc_bypass:
             with contextlib.suppress(OSError):
                 sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
-        sock.setsockopt(
-            SOL_PACKET,
-            PACKET_TX_RING,
-            _TPACKET_REQ.pack(block_size, block_nr, frame_size, self.frame_nr),
-        )
         try:
-            self.map = mmap.mmap(
-                sock.fileno(),
-                block_size * block_nr,
-                mmap.MAP_SHARED,
-                mmap.PROT_READ | mmap.PROT_WRITE,
-            )
+            self.map = map_ring(sock, PACKET_TX_RING, frame_size, geometry)
         except OSError:
             self._release()
             raise
