@@ -52,9 +52,11 @@ for m in $(cat /modules.order); do
 done
 SHARE=
 NAME=guest
+KEEP=
 for a in $(cat /proc/cmdline); do
     case "$a" in
         vmlab.share=*) SHARE="${a#vmlab.share=}" ;;
+        vmlab.keep=*) KEEP="$KEEP ${a#vmlab.keep=}" ;;
         vmlab.name=*) NAME="${a#vmlab.name=}" ;;
     esac
 done
@@ -76,6 +78,9 @@ ln -sf pts/ptmx $R/dev/ptmx 2>/dev/null
 mount -t tmpfs tmpfs $R/dev/shm
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp
 mount -t tmpfs -o mode=755 tmpfs $R/run
+for P in $KEEP; do
+    mkdir -p "$R$P" && mount -o bind "/host$P" "$R$P" || fail "cannot keep the host's $P"
+done
 mkdir -p $R/run/lock $R/run/vmlab/cmd $R/var/log $R/var/lib
 if [ -n "$SHARE" ]; then
     mkdir -p "$R$SHARE"

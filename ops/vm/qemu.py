@@ -31,6 +31,18 @@ class QemuSpec:
     binary: str = "qemu-system-x86_64"
 
 
+#: The project tree (the guest runs its code and venv from the host root).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def kept_paths(root: Path = PROJECT_ROOT) -> list[str]:
+    """Host paths the guest must still see under its fresh /tmp and /run tmpfs: the project
+    tree when it lives there (a clean CI clone in /tmp, for example)."""
+    if any(root == Path(top) or Path(top) in root.parents for top in ("/tmp", "/run")):
+        return [str(root)]
+    return []
+
+
 def qemu_argv(spec: QemuSpec) -> list[str]:
     cmdline = [
         "console=ttyS0",
@@ -41,6 +53,7 @@ def qemu_argv(spec: QemuSpec) -> list[str]:
         "tsc=reliable",
         f"vmlab.name={spec.name}",
         f"vmlab.share={spec.share}",
+        *(f"vmlab.keep={p}" for p in kept_paths()),
         *spec.append,
     ]
     argv = [

@@ -170,3 +170,16 @@ def test_guest_modules_cover_ppp_pppoe_l2tp_and_9p() -> None:
 def test_initramfs_gzip_of_cpio_is_readable() -> None:
     blob = gzip.compress(cpio_newc([("init", 0o100755, b"#!/bin/sh\n")]), mtime=0)
     assert _parse_newc(gzip.decompress(blob)) == [("init", 0o100755, b"#!/bin/sh\n")]
+
+
+def test_a_project_tree_under_tmp_stays_visible_in_the_guest() -> None:
+    from ops.vm.qemu import kept_paths
+
+    assert kept_paths(Path("/tmp/ci3")) == ["/tmp/ci3"]
+    assert kept_paths(Path("/run/x/y")) == ["/run/x/y"]
+    assert kept_paths(Path("/work/main")) == []
+    assert kept_paths(Path("/tmpfoo/main")) == []
+    from ops.vm.initramfs import INIT
+
+    assert 'vmlab.keep=*) KEEP="$KEEP ${a#vmlab.keep=}"' in INIT
+    assert 'mount -o bind "/host$P" "$R$P"' in INIT
