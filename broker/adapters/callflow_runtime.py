@@ -175,6 +175,7 @@ class CallFlowRuntime:
         self._handlers = self._dispatch_table()
         self._logged: set[str] = set()
         self.store_errors = 0
+        self._tunnel_acct: dict[int, str] = {}
 
     # -- wiring ------------------------------------------------------------------------------
     def make_raw_port(self, interfaces: Sequence[str], **kwargs: Any) -> RawEthernetPort:
@@ -477,8 +478,18 @@ class CallFlowRuntime:
             connection=str(cmd.tunnel_id),
             assignment_id=cmd.assignment_id,
         )
-        session_id = f"{self.flow.config.node_id}-T{cmd.tunnel_id:04X}-{int(self.wall()):X}"
+        # RFC 2867: Tunnel-Start and the Tunnel-Stop of one tunnel carry one Acct-Session-Id
+        # (the spool's open-record table pairs them by it), chosen when the tunnel starts.
+        if status is AcctStatusType.TUNNEL_START:
+            session_id = self._tunnel_acct_id(cmd.tunnel_id)
+            self._tunnel_acct[cmd.tunnel_id] = session_id
+        else:
+            known = self._tunnel_acct.pop(cmd.tunnel_id, "")
+            session_id = known or self._tunnel_acct_id(cmd.tunnel_id)
         self._submit(tunnel_record(status, session_id, self.nas, info, self.wall()))
+
+    def _tunnel_acct_id(self, tunnel_id: int) -> str:
+        return f"{self.flow.config.node_id}-T{tunnel_id:04X}-{int(self.wall()):X}"
 
     def _submit(self, record: Any) -> None:
         if self.submit_record is not None:

@@ -140,6 +140,11 @@ def test_sigterm_ends_every_session_and_accounting_balances(lab: BrokerLab) -> N
     assert kinds["Accounting-Off"] == 1
     causes = {r["Acct-Terminate-Cause"] for r in records if r.get("Acct-Status-Type") == "Stop"}
     assert causes == {"Admin-Reboot"}
+    tunnel = collections.defaultdict(set)
+    for r in records:
+        if r.get("Acct-Status-Type") in ("Tunnel-Start", "Tunnel-Stop"):
+            tunnel[r["Acct-Status-Type"]].add(r["Acct-Session-Id"])
+    assert tunnel["Tunnel-Stop"] and tunnel["Tunnel-Stop"] == tunnel["Tunnel-Start"], tunnel
     assert "shutting down: ending 6 calls" in lab.broker_log()
 
 
