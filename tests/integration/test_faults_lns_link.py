@@ -57,15 +57,19 @@ def test_thousand_calls_through_twenty_percent_loss_and_reordering(lab: FaultLab
         assert sum(early["failures"].values()) == early["failed"]
         assert set(early["failures"]) <= LOSS_REASONS, early["failures"]
         assert early["up"] >= CALLS // 2, early  # sanity floor only (98-99 % measured)
-        # broker, generator and LNSs agree once the stragglers (CDNs under loss, tunnels one
-        # side gave up on) are cleared: nothing half up, nothing stuck in set-up
-        agreed = poll(lab.agreement, 60, interval=0.5)
-        assert agreed, (lab.sessions()[:3], lab.lns_totals(), lab.broker_log()[-2000:])
-        spliced = agreed[0]
-        assert spliced <= early["up"]
         stats = lab.impairments["lns-a"].stats()
         assert stats["dropped"] > 0 and stats["reordered"] > 0, stats
         assert lab.metric("engine_counter", engine="l2tp", name="retransmits") > 0
+        # Then the link is made clean: broker, generator and LNSs must agree once the
+        # stragglers (CDNs lost to the loss, tunnels one side gave up on) are cleared by
+        # retransmission, HELLO and the stale-tunnel StopCCN: nothing half up, nothing stuck
+        # in set-up. (Under continuing loss the counts keep moving, so agreement is only
+        # required after the fault, with a generous deadline for a loaded CI machine.)
+        lab.impair("lns-a")
+        agreed = poll(lab.agreement, 120, interval=0.5)
+        assert agreed, (lab.sessions()[:3], lab.lns_totals(), lab.broker_log()[-2000:])
+        spliced = agreed[0]
+        assert spliced <= early["up"]
         # calls the loss took down after they were up are counted by the broker with a reason
         ended = lab.metric("calls_ended_total")
         assert ended >= early["up"] - spliced
@@ -77,7 +81,6 @@ def test_thousand_calls_through_twenty_percent_loss_and_reordering(lab: FaultLab
             f"relay {stats}, retransmits {rtx:.0f}, broker CPU "
             f"{cpu:.1f} s ({early['setups'] / max(cpu, 0.001):.0f} setups per CPU-s)"
         )
-        lab.impair("lns-a")  # clean link for the hang-up
     finally:
         report = lab.hang_up(proc, out)
     # (both sides empty after a hang-up: test_faults_lns_dup; kept out of here for the
