@@ -21,6 +21,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from broker.adapters.faults import Faults
 from broker.adapters.l2tp_udp import L2tpUdpAdapter
 from broker.adapters.rawether import RawEthernetPort
 from broker.adapters.timer import EngineTimer
@@ -173,7 +174,7 @@ class CallFlowRuntime:
         self.counters: dict[str, int] = {}
         self._draining_commands = False
         self._handlers = self._dispatch_table()
-        self._logged: set[str] = set()
+        self._fault = Faults("runtime", self.counters)
         self.store_errors = 0
         self._tunnel_acct: dict[int, str] = {}
 
@@ -249,7 +250,7 @@ class CallFlowRuntime:
                     try:
                         self.execute(cmd)
                     except Exception as exc:  # a bug in one command must not stop the rest
-                        self._fault("command_errors", type(cmd).__name__, exc)
+                        self._fault("command_errors", exc, type(cmd).__name__)
         finally:
             self._draining_commands = False
         self.timer.rearm()
@@ -290,7 +291,7 @@ class CallFlowRuntime:
         try:
             self.radius_ports[dg.socket_index % len(self.radius_ports)].write(dg.payload, dg.addr)
         except OSError as exc:
-            self._fault("radius_send_errors", dg.server_name, exc)
+            self._fault("radius_send_errors", exc, dg.server_name)
 
     def _x_send_l2tp(self, cmd: SendL2tp) -> None:
         self._send_l2tp(cmd.payload, cmd.peer)
@@ -504,7 +505,7 @@ class CallFlowRuntime:
 
         def bad(f: Failure) -> None:
             self.store_errors += 1
-            self._fault("store_errors", "state store", f.value or RuntimeError("failure"))
+            self._fault("store_errors", f.value or RuntimeError("failure"), "state store")
             failed()
             self.after_input()
 
@@ -513,7 +514,7 @@ class CallFlowRuntime:
     def _quiet(self, d: Deferred[Any]) -> None:
         def bad(f: Failure) -> None:
             self.store_errors += 1
-            self._fault("store_errors", "state store", f.value or RuntimeError("failure"))
+            self._fault("store_errors", f.value or RuntimeError("failure"), "state store")
 
         d.addErrback(bad)
 
@@ -524,15 +525,8 @@ class CallFlowRuntime:
         try:
             cast(Any, transport).write(payload, peer)
         except OSError as exc:
-            self._fault("l2tp_send_errors", peer[0], exc)
+            self._fault("l2tp_send_errors", exc, peer[0])
 
     def _send_eth(self, interface: str, dst: MacAddress, ethertype: int, payload: bytes) -> None:
         if self.raw is not None:
             self.raw.send_frame(interface, dst, ethertype, payload)
-
-    def _fault(self, counter: str, what: str, exc: BaseException) -> None:
-        self.counters[counter] = self.counters.get(counter, 0) + 1
-        kind = f"{counter}:{type(exc).__name__}"
-        if kind not in self._logged:
-            self._logged.add(kind)
-            _log.error("{counter} ({what}): {error!r}", counter=counter, what=what, error=exc)

@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from broker.adapters.faults import Faults
 from broker.adapters.timer import EngineTimer
 from broker.radius.client import (
     AccessAccepted,
@@ -76,7 +77,7 @@ class RadiusUdpAdapter:
             "engine_errors": 0,
             "callback_errors": 0,
         }
-        self._logged: set[str] = set()
+        self._note = Faults("radius adapter", self.counters)
         self._flush_call: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -204,15 +205,3 @@ class RadiusUdpAdapter:
                 self.on_event(event)
             except Exception as exc:
                 self._note("callback_errors", exc)
-
-    def _note(self, counter: str, exc: Exception) -> None:
-        self.counters[counter] += 1
-        kind = f"{counter}:{type(exc).__name__}"
-        if kind not in self._logged:
-            self._logged.add(kind)
-            _log.error(
-                "radius adapter: {counter} ({kind}: {msg}); logged once per kind",
-                counter=counter,
-                kind=type(exc).__name__,
-                msg=str(exc),
-            )

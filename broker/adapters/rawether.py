@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer  # type: ignore[import-untyped]
 
+from broker.adapters.faults import Faults
 from broker.pppoe.codec import decode_session_frame, encode_session_frame
 from broker.pppoe.constants import ETH_P_PPP_DISC, ETH_P_PPP_SES
 from broker.pppoe.discovery import DiscoveryServer, Event, PppoeSessionKey
@@ -173,7 +174,7 @@ class RawEthernetPort(Service):
         self.local_mac: dict[str, MacAddress] = {}
         self.counters: dict[str, int] = {}
         self._readers: dict[tuple[str, int], RawReader] = {}
-        self._logged: set[str] = set()
+        self._fault = Faults("rawether", self.counters)
 
     # -- service -------------------------------------------------------------------------
     def startService(self) -> None:  # Twisted's name
@@ -240,13 +241,6 @@ class RawEthernetPort(Service):
     # -- I/O -----------------------------------------------------------------------------
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
-
-    def _fault(self, counter: str, exc: BaseException) -> None:
-        self._count(counter)
-        kind = f"{counter}:{type(exc).__name__}"
-        if kind not in self._logged:
-            self._logged.add(kind)
-            _log.error("rawether: {counter}: {error!r}", counter=counter, error=exc)
 
     def _read(self, reader: RawReader) -> None:
         for _ in range(self.max_reads):

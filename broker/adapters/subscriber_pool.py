@@ -25,6 +25,7 @@ from typing import Any, cast
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from broker.adapters.faults import Faults
 from broker.adapters.rawether import (
     PACKET_OUTGOING,
     LinuxRawSockets,
@@ -101,7 +102,7 @@ class SubscriberPool:
         self._seq = 0
         self._call: Any = None
         self._call_at: float | None = None
-        self._logged: set[str] = set()
+        self._fault = Faults("subscriber pool", self.counters)
 
     # -- lifecycle -----------------------------------------------------------------------
     def open(self) -> None:
@@ -153,13 +154,6 @@ class SubscriberPool:
     # -- output and timers ---------------------------------------------------------------
     def _count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
-
-    def _fault(self, counter: str, exc: BaseException) -> None:
-        self._count(counter)
-        kind = f"{counter}:{type(exc).__name__}"
-        if kind not in self._logged:
-            self._logged.add(kind)
-            _log.error("subscriber pool: {counter}: {error!r}", counter=counter, error=exc)
 
     def _flush(self, sub: Subscriber) -> None:
         for frame in sub.frames_to_send():

@@ -255,17 +255,7 @@ class DirectPath:
     def send(self, m: Any, view: memoryview, start: int, end: int) -> None:
         """Send the L2TP datagram at ``m[start:end]``; ``m[start - 52:start]`` is scratch."""
         hs = start - _DIRECT_HDR
-        udp_len = end - start + 8
-        m[hs:start] = self.template
-        x = self.ip_sum + udp_len + 20
-        x = (x & 0xFFFF) + (x >> 16)
-        x = (x & 0xFFFF) + (x >> 16)
-        y = self.ph_sum + udp_len
-        y = (y & 0xFFFF) + (y >> 16)
-        y = (y & 0xFFFF) + (y >> 16)
-        _U16.pack_into(m, hs + 26, udp_len + 20)
-        _U16.pack_into(m, hs + 34, ~x & 0xFFFF)
-        _U16X2.pack_into(m, hs + 48, udp_len, y)
+        self.headers(m, hs, end - start + 8)
         self.sock.send(view[hs:end])
 
 
