@@ -130,7 +130,9 @@ class RadiusPacket:
 
 def _walk(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[int, int, bytes]]:
     """(type, value offset, value) for every attribute of ``data[start:end]`` (RFC 2865 5);
-    an attribute shorter than 2 octets or running past ``end`` is a RemoteProtocolError."""
+    an attribute shorter than 2 octets or running past ``end`` is a RemoteProtocolError.
+    Indexes the bytes directly instead of a :class:`broker.wire.Buffer`: this runs for every
+    RADIUS reply and the method calls were a tenth of a round trip's CPU."""
     if end is None:
         end = len(data)
     out: list[tuple[int, int, bytes]] = []

@@ -119,6 +119,7 @@ class ReactorRedis:
         self.proto: _Resp | None = None
         self.connecting = False
         self._watchdog: Any = None
+        self._preamble: list[tuple[Any, ...]] = []
         self.counters = {"connects": 0, "connect_failures": 0, "timeouts": 0, "noscript": 0}
 
     @property
