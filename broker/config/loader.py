@@ -50,6 +50,9 @@ PPPOE_KEYS = (
     "max_setups",
     "padi_per_mac_per_s",
     "pado_per_s",
+    "padt_per_s",
+    "max_sessions_per_mac",
+    "padi_table_size",
     "cookie_secret",
 )
 PPP_KEYS = ("auth", "mru", "echo_interval", "echo_failures")
@@ -77,7 +80,7 @@ RADIUS_KEYS = (
 SERVER_KEYS = ("name", "address", "port", "secret", "timeout", "dead_time")
 DYNAUTH_KEYS = ("listen", "port", "clients")
 DYNAUTH_CLIENT_KEYS = ("address", "secret")
-ACCOUNTING_KEYS = ("spool_sync", "spool_sync_interval")
+ACCOUNTING_KEYS = ("spool_sync", "spool_sync_interval", "spool_alarm_records")
 LOG_KEYS = ("format", "level")
 NAS_PORT_TYPES = {"virtual": 5, "ethernet": 15, "xdsl": 16, "cable": 17}  #: RFC 2865 5.41
 
@@ -108,6 +111,10 @@ def load_config(path: Path | str) -> BrokerConfig:
         if "spool_sync" in a:
             akw["spool_sync"] = f.choice(
                 a["spool_sync"][1], "accounting.spool_sync", ("interval", "full")
+            )
+        if "spool_alarm_records" in a:
+            akw["spool_alarm_records"] = f.integer(
+                a["spool_alarm_records"][1], "accounting.spool_alarm_records", 1, 1_000_000_000
             )
         if "spool_sync_interval" in a:
             akw["spool_sync_interval"] = f.number(
@@ -235,10 +242,21 @@ def _pppoe(f: YamlFile, node: yaml.Node) -> PppoeSettings:
         kw["ac_name"] = f.string(m["ac_name"][1], "pppoe.ac_name")
     if "service_names" in m:
         kw["service_names"] = f.string_list(m["service_names"][1], "pppoe.service_names")
-    for key in ("max_sessions", "max_setups"):
-        if key in m:
-            kw[key] = f.integer(m[key][1], f"pppoe.{key}", 1, 65534)
-    for key in ("padi_per_mac_per_s", "pado_per_s"):
+    # Session ids are unique per (AC MAC, host MAC) pair (RFC 2516 section 4), so one
+    # interface can hold more than 65,534 sessions across different subscribers.
+    if "max_sessions" in m:
+        kw["max_sessions"] = f.integer(m["max_sessions"][1], "pppoe.max_sessions", 1, 1_000_000)
+    if "max_setups" in m:
+        kw["max_setups"] = f.integer(m["max_setups"][1], "pppoe.max_setups", 1, 65534)
+    if "max_sessions_per_mac" in m:
+        kw["max_sessions_per_mac"] = f.integer(
+            m["max_sessions_per_mac"][1], "pppoe.max_sessions_per_mac", 0, 65534
+        )
+    if "padi_table_size" in m:
+        kw["padi_table_size"] = f.integer(
+            m["padi_table_size"][1], "pppoe.padi_table_size", 16, 10_000_000
+        )
+    for key in ("padi_per_mac_per_s", "pado_per_s", "padt_per_s"):
         if key in m:
             kw[key] = f.number(m[key][1], f"pppoe.{key}", 0.001)
     if "cookie_secret" in m:

@@ -76,6 +76,12 @@ class PppoeSettings:
     max_setups: int = 2000
     padi_per_mac_per_s: float = 2.0
     pado_per_s: float = 1000.0
+    #: PADTs sent per second when many sessions end at once (a tunnel lost): paced, not dropped.
+    padt_per_s: float = 5000.0
+    #: Sessions one client MAC may hold on one interface (0 = no limit).
+    max_sessions_per_mac: int = 0
+    #: MACs remembered by the per-MAC PADI rate limiter (least recently seen forgotten first).
+    padi_table_size: int = 8192
     cookie_secret: Secret | None = None
 
 
@@ -136,6 +142,8 @@ class RadiusSettings:
 class AccountingSettings:
     spool_sync: str = "interval"  # "interval" | "full"
     spool_sync_interval: float = 1.0
+    #: Records waiting in the spool above which the broker raises the spool alarm.
+    spool_alarm_records: int = 50000
 
 
 @dataclass(frozen=True, slots=True)

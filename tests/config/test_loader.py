@@ -95,6 +95,17 @@ def test_good_config(tmp_path: Path) -> None:
         ("l2tp: [1, 2\n", 1, "", "YAML syntax error"),
         ("hide_avps: true\n", 1, "hide_avps", "unknown key"),
         ("l2tp:\n  direct_egress: maybe\n", 2, "l2tp.direct_egress", "expected"),
+        ("pppoe:\n  max_sessions: 2000000\n", 2, "pppoe.max_sessions", "from 1 to 1000000"),
+        ("pppoe:\n  max_setups: 70000\n", 2, "pppoe.max_setups", "from 1 to 65534"),
+        ("pppoe:\n  max_sessions_per_mac: -1\n", 2, "pppoe.max_sessions_per_mac", "from 0"),
+        ("pppoe:\n  padi_table_size: 3\n", 2, "pppoe.padi_table_size", "from 16"),
+        ("pppoe:\n  padt_per_s: 0\n", 2, "pppoe.padt_per_s", "expected"),
+        (
+            "accounting:\n  spool_alarm_records: 0\n",
+            2,
+            "accounting.spool_alarm_records",
+            "from 1",
+        ),
     ],
 )
 def test_errors_name_file_line_key_and_fix(
@@ -111,6 +122,20 @@ def test_errors_name_file_line_key_and_fix(
     if "syntax" not in fragment:
         assert err.line == line
         assert "fix" in str(err) or "expected" in str(err)
+
+
+def test_limits_a_peer_can_make_us_allocate(tmp_path: Path) -> None:
+    text = (
+        "pppoe:\n  max_sessions: 100000\n  max_sessions_per_mac: 4\n"
+        "  padi_table_size: 65536\n  padt_per_s: 2000\n"
+        "accounting:\n  spool_alarm_records: 20000\n"
+    )
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.pppoe.max_sessions == 100000
+    assert cfg.pppoe.max_sessions_per_mac == 4
+    assert cfg.pppoe.padi_table_size == 65536
+    assert cfg.pppoe.padt_per_s == 2000.0
+    assert cfg.accounting.spool_alarm_records == 20000
 
 
 def test_secret_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
