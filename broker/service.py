@@ -165,6 +165,7 @@ class BrokerNode(MultiService):
                 max_setups=cfg.pppoe.max_setups,
                 padi_per_mac_per_s=cfg.pppoe.padi_per_mac_per_s,
                 pado_per_s=cfg.pppoe.pado_per_s,
+                padt_per_s=cfg.pppoe.padt_per_s,
                 max_sessions_per_mac=cfg.pppoe.max_sessions_per_mac,
                 rate_table_size=cfg.pppoe.padi_table_size,
             )

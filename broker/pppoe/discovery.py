@@ -45,6 +45,9 @@ class DiscoveryConfig:
     padi_per_mac_per_s: float = 2.0
     padi_burst: int = 5
     pado_per_s: float = 1000.0
+    #: PADTs sent per second (token bucket, burst of one second): when a lost tunnel ends
+    #: many sessions at once, the PADTs are paced, not dropped.
+    padt_per_s: float = 5000.0
     #: Cookie time bucket; a cookie is accepted for 1 to 2 lifetimes.
     cookie_lifetime: float = 60.0
     #: Ethernet MTU of the access interfaces (PPP payload = mtu - 8).
@@ -59,8 +62,13 @@ class DiscoveryConfig:
             raise ValueError("cookie_secret must be at least 16 octets")
         if not self.ac_name or len(self.ac_name.encode()) > 255:
             raise ValueError("ac_name must be 1..255 octets")
-        if self.cookie_lifetime <= 0 or self.pado_per_s <= 0 or self.padi_per_mac_per_s <= 0:
-            raise ValueError("cookie_lifetime, pado_per_s and padi_per_mac_per_s must be > 0")
+        if (
+            min(self.cookie_lifetime, self.pado_per_s, self.padi_per_mac_per_s, self.padt_per_s)
+            <= 0
+        ):
+            raise ValueError(
+                "cookie_lifetime, pado_per_s, padi_per_mac_per_s and padt_per_s must be > 0"
+            )
         if min(self.padi_burst, self.rate_table_size, self.max_sessions, self.max_setups) < 1:
             raise ValueError("padi_burst, rate_table_size, max_sessions, max_setups must be >= 1")
         if self.max_sessions_per_mac < 0:
