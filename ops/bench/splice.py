@@ -80,6 +80,9 @@ def ppp_frame(size: int) -> bytes:
 
 # -- roles run inside the namespaces ----------------------------------------------------------
 def gen_pppoe(a: argparse.Namespace) -> None:
+    if a.generator == "ring":
+        gen_ring(a, "pppoe")
+        return
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((a.ifname, 0))
     src = bytes(s.getsockname()[4])[:6]
@@ -100,6 +103,9 @@ def gen_pppoe(a: argparse.Namespace) -> None:
 
 
 def gen_l2tp(a: argparse.Namespace) -> None:
+    if a.generator == "ring":
+        gen_ring(a, "l2tp")
+        return
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((LNS_IP, L2TP_PORT))
     s.connect((BRK_IP, L2TP_PORT))
@@ -116,6 +122,26 @@ def gen_l2tp(a: argparse.Namespace) -> None:
                 send(m)
             except OSError:
                 continue
+
+
+def gen_ring(a: argparse.Namespace, kind: str) -> None:
+    """Pre-built frames on a transmit ring, one ``send`` per ring (ops/bench/_pktgen.py)."""
+    from ops.bench import _pktgen
+
+    ppp = ppp_frame(a.size)
+    dst = bytes.fromhex(a.dst_mac.replace(":", ""))
+    probe = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    probe.bind((a.ifname, 0))
+    src = bytes(probe.getsockname()[4])[:6]
+    probe.close()
+    if kind == "pppoe":
+        frames = _pktgen.pppoe_frames(dst, src, [sid(i) for i in range(SESSIONS)], ppp)
+    else:
+        frames = _pktgen.l2tp_frames(
+            dst, src, (LNS_IP, L2TP_PORT), (BRK_IP, L2TP_PORT), TUNNEL,
+            [l2tp_sid(i) for i in range(SESSIONS)], ppp,
+        )  # fmt: skip
+    _pktgen.run(_pktgen.open_ring(a.ifname, frames))
 
 
 def fwd(a: argparse.Namespace) -> None:
@@ -366,8 +392,22 @@ def link_stats(ns: str, ifname: str) -> tuple[int, int]:
 
 
 def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid``."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tck = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tck, int(fields[12]) / tck
+
+
+def sleeps(pid: int) -> int:
+    """Voluntary context switches of ``pid``: how often the forwarder waited for packets."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
 
 
 def mac_of(ns: str, ifname: str) -> str:
@@ -380,10 +420,11 @@ def mac_of(ns: str, ifname: str) -> str:
 
 def measure(
     a: argparse.Namespace, case: tuple[int, str, str], cpe: Any, brk: Any, lns: Any,
-    cpe_if: str, lns_if: str, brk_cpe_if: str, cpe_mac: str, brk_mac: str, fwd_cpu: str,
-    gen_cpu: str, py: str, me: str,
+    cpe_if: str, lns_if: str, brk_cpe_if: str, cpe_mac: str, brk_mac: str, brk_lns_mac: str,
+    fwd_cpu: str, gen_cpu: str, py: str, me: str,
 ) -> tuple[float, ...]:  # fmt: skip
-    """One case: (up pps, down pps, total pps, forwarder CPU share, pps per CPU-s, offered)."""
+    """One case: (up pps, down pps, total pps, forwarder CPU share, pps per CPU-s, offered,
+    forwarded packets per forwarder sleep)."""
     from ops.lab.netns import stop_process
 
     size, impl, direction = case
@@ -399,19 +440,20 @@ def measure(
             raise RuntimeError(f"forwarder {impl} did not start")
         if direction in ("up", "both"):
             gens.append(cpe.popen(
-                ["taskset", "-c", gen_cpu, py, me, "--role", "gen-pppoe",
-                 "--ifname", cpe_if, "--dst-mac", brk_mac, "--size", str(size)]
+                ["taskset", "-c", gen_cpu, py, me, "--role", "gen-pppoe", "--generator",
+                 a.generator, "--ifname", cpe_if, "--dst-mac", brk_mac, "--size", str(size)]
             ))  # fmt: skip
         if direction in ("down", "both"):
             gens.append(lns.popen(
-                ["taskset", "-c", gen_cpu, py, me, "--role", "gen-l2tp", "--size", str(size)]
+                ["taskset", "-c", gen_cpu, py, me, "--role", "gen-l2tp", "--generator",
+                 a.generator, "--ifname", lns_if, "--dst-mac", brk_lns_mac, "--size", str(size)]
             ))  # fmt: skip
         time.sleep(0.7)
         up0, down0 = link_stats(lns.name, lns_if), link_stats(cpe.name, cpe_if)
-        c0, t0 = cpu_seconds(fwd_p.pid), time.monotonic()
+        (u0, s0), t0, w0 = cpu_split(fwd_p.pid), time.monotonic(), sleeps(fwd_p.pid)
         time.sleep(a.seconds)
         up1, down1 = link_stats(lns.name, lns_if), link_stats(cpe.name, cpe_if)
-        c1, t1 = cpu_seconds(fwd_p.pid), time.monotonic()
+        (u1, s1), t1, w1 = cpu_split(fwd_p.pid), time.monotonic(), sleeps(fwd_p.pid)
     finally:
         for g in gens:
             stop_process(g)
@@ -420,9 +462,11 @@ def measure(
     up = (up1[0] - up0[0]) / dt if direction != "down" else 0.0
     down = (down1[0] - down0[0]) / dt if direction != "up" else 0.0
     offered = ((down1[1] - down0[1]) + (up1[1] - up0[1])) / dt
-    busy = (c1 - c0) / dt
+    busy = (u1 - u0 + s1 - s0) / dt
     per_cpu = (up + down) / busy if busy > 0 else 0.0
-    return (up, down, up + down, busy, per_cpu, offered)
+    batch = (up + down) * dt / max(1, w1 - w0)
+    sys_share = (s1 - s0) / max(1e-9, u1 - u0 + s1 - s0)
+    return (up, down, up + down, busy, per_cpu, offered, batch, sys_share)
 
 
 def main() -> int:
@@ -435,6 +479,13 @@ def main() -> int:
                  "fast-ring-direct"],
     )  # fmt: skip
     p.add_argument("--direction", default="both", choices=["up", "down", "both"])
+    p.add_argument(
+        "--generator",
+        default="ring",
+        choices=["ring", "python"],
+        help="ring: pre-built frames on a PACKET_TX_RING, one send per 4096 frames\n"
+        "(ops/bench/_pktgen.py); python: one send per packet (runs before 11:30 on 2026-11-21)",
+    )
     p.add_argument("--ifname", default="")
     p.add_argument("--cpe-mac", default="")
     p.add_argument("--dst-mac", default="")
@@ -478,14 +529,16 @@ def orchestrate(a: argparse.Namespace) -> int:
     )
     print(
         f"# forwarder on CPU {fwd_cpu}, generators on CPU {gen_cpu}, {a.seconds:g} s per case, "
-        f"best of {a.repeat} rounds by pps/CPU-s; load average {os.getloadavg()[0]:.2f}"
+        f"best of {a.repeat} rounds by pps/CPU-s; {a.generator} generator; "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
     with Netns("spc") as cpe, Netns("spb") as brk, Netns("spl") as lns:
         cpe_if, brk_cpe_if = veth(cpe, brk, prefix="sc")
         brk_lns_if, lns_if = veth(brk, lns, f"{BRK_IP}/24", f"{LNS_IP}/24", prefix="sl")
         brk.run(["ip", "neigh", "replace", LNS_IP, "lladdr", mac_of(lns.name, lns_if),
                  "dev", brk_lns_if, "nud", "permanent"])  # fmt: skip
-        lns.run(["ip", "neigh", "replace", BRK_IP, "lladdr", mac_of(brk.name, brk_lns_if),
+        brk_lns_mac = mac_of(brk.name, brk_lns_if)
+        lns.run(["ip", "neigh", "replace", BRK_IP, "lladdr", brk_lns_mac,
                  "dev", lns_if, "nud", "permanent"])  # fmt: skip
         # The sinks' kernel receive work belongs to "the other machines": steer it (RPS) to
         # the generator CPU so the forwarder's CPU pays only for forwarding.
@@ -503,20 +556,22 @@ def orchestrate(a: argparse.Namespace) -> int:
         for rep in range(a.repeat):  # rounds interleaved so a noisy moment hits one round
             for case in cases:
                 row = measure(a, case, cpe, brk, lns, cpe_if, lns_if, brk_cpe_if, cpe_mac,
-                              brk_mac, fwd_cpu, gen_cpu, py, me)  # fmt: skip
+                              brk_mac, brk_lns_mac, fwd_cpu, gen_cpu, py, me)  # fmt: skip
                 if case not in best or row[4] > best[case][4]:
                     best[case] = row
                 print(f"round {rep + 1}/{a.repeat} {case}: {row[2]:.0f} pps", file=sys.stderr)
         print(
             f"{'size':>5} {'forwarder':<11} {'dir':<5} {'up pps':>9} {'down pps':>9} "
-            f"{'total pps':>9} {'fwd CPU':>7} {'pps/CPU-s':>9} {'offered':>9}"
+            f"{'total pps':>9} {'fwd CPU':>7} {'pps/CPU-s':>9} {'offered':>9} {'pkt/wake':>8} "
+            f"{'sys':>4}"
         )
         for case in cases:
             size, impl, direction = case
-            up, down, total, busy, per_cpu, offered = best[case]
+            up, down, total, busy, per_cpu, offered, batch, sys_share = best[case]
             print(
                 f"{size:>5} {impl:<11} {direction:<5} {up:>9.0f} {down:>9.0f} "
-                f"{total:>9.0f} {100 * busy:>6.0f}% {per_cpu:>9.0f} {offered:>9.0f}",
+                f"{total:>9.0f} {100 * busy:>6.0f}% {per_cpu:>9.0f} {offered:>9.0f} "
+                f"{batch:>8.0f} {100 * sys_share:>3.0f}%",
                 flush=True,
             )
     return 0
