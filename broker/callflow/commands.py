@@ -73,7 +73,7 @@ class Reserve:
     tunnel_key: str
     realm: str
     lns_max: int | None
-    tunnel_max: int
+    tunnel_max: int | None  # per identity in the store; the call flow sends None (see Caps)
     realm_max: int | None
 
 

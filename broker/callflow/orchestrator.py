@@ -87,6 +87,11 @@ class TunnelRec:
     lns_id: str
     peer: tuple[str, int]
     assignment_id: str | None
+    tunnel_key: str = ""
+    #: The opening call's realm policy: its ``lockout_hold`` applies when the tunnel fails
+    #: (by then its calls may have left: sessions close before the tunnel does).
+    hold: float = 300.0
+    cap: int = 65535  # sessions per tunnel: min(policy, node) max_tunnel_sessions
     peer_tunnel_id: int | None = None
     up: bool = False
     closing: bool = False
@@ -149,6 +154,9 @@ class CallFlow:
         self._by_l2tp: dict[tuple[int, int], int] = {}
         self.tunnels: dict[int, TunnelRec] = {}
         self._by_identity: dict[tuple[Any, ...], list[int]] = {}
+        #: tunnel_key -> until: candidates whose tunnel authentication failed (wrong secret or
+        #: host name); only that LNS + identity is held back, not the LNS (RFC 2661 §5.1.1).
+        self._held_candidates: dict[str, float] = {}
         self._out: list[Command] = []
         self._timers: list[tuple[float, int]] = []
         self.draining = False
@@ -188,7 +196,10 @@ class CallFlow:
         call = self.calls.get(call_id)
         if call is None or call.state is not CallState.SELECTING or call.policy is None:
             return
-        call.candidates = select(call.candidates, call.policy, view, self.rng)
+        cands = call.candidates
+        if self._held_candidates:
+            cands = [c for c in cands if not self._candidate_held(c.tunnel_key, now)]
+        call.candidates = select(cands, call.policy, view, self.rng)
         call.next_candidate = 0
         self._fire(call, CallInput.VIEW_READY, now)
         self._pump(now)
@@ -490,8 +501,11 @@ class CallFlow:
             )
         )
         if wiring.tunnel_close_locks_out(ev):
-            self._out.append(LockOut(rec.lns_id, self._hold_for(rec), ev.reason))
+            self._out.append(LockOut(rec.lns_id, rec.hold, ev.reason))
             self._count("lns_lockouts")
+        elif wiring.tunnel_close_holds_candidate(ev):
+            self._held_candidates[rec.tunnel_key] = now + rec.hold
+            self._count("candidate_holds")
         for cid in list(rec.calls):
             call = self.calls.get(cid)
             if call is None:
@@ -516,12 +530,14 @@ class CallFlow:
         call.candidates = remaining_after_failure(rest, call.candidate, call.policy)
         call.next_candidate = 0
 
-    def _hold_for(self, rec: TunnelRec) -> float:
-        for cid in rec.calls:
-            call = self.calls.get(cid)
-            if call is not None and call.policy is not None:
-                return call.policy.lockout_hold
-        return 300.0
+    def _candidate_held(self, tunnel_key: str, now: float) -> bool:
+        until = self._held_candidates.get(tunnel_key)
+        if until is None:
+            return False
+        if until > now:
+            return True
+        del self._held_candidates[tunnel_key]
+        return False
 
     # ------------------------------------------------------------------ the table
     def _fire(self, call: Call, inp: CallInput, now: float, **kw: Any) -> None:
@@ -603,7 +619,7 @@ class CallFlow:
                 tunnel_key=cand.tunnel_key,
                 realm=call.realm,
                 lns_max=cand.max_sessions,
-                tunnel_max=min(policy.max_tunnel_sessions, self.config.max_tunnel_sessions),
+                tunnel_max=None,  # per tunnel, enforced by _tunnel_for (another tunnel opens)
                 realm_max=policy.max_sessions,
             )
         )
@@ -611,7 +627,8 @@ class CallFlow:
     def _a_open_session(self, call: Call, now: float, **kw: Any) -> None:
         cand = call.candidate
         assert cand is not None and call.credentials is not None
-        rec = self._tunnel_for(cand, now)
+        assert call.policy is not None
+        rec = self._tunnel_for(cand, call.policy, now)
         call.tunnel = rec
         rec.calls.add(call.call_id)
         params = wiring.call_params(call.opened, call.credentials, call.call_id & 0xFFFFFFFF)
@@ -620,12 +637,15 @@ class CallFlow:
         call.cdn_needed = True
         self._by_l2tp[(rec.tunnel_id, sid)] = call.call_id
 
-    def _tunnel_for(self, cand: Candidate, now: float) -> TunnelRec:
+    def _tunnel_for(self, cand: Candidate, policy: RealmPolicy, now: float) -> TunnelRec:
+        """An open tunnel of ``cand``'s identity with room, else a new one with the same
+        identity (RFC 2868 §3.7: the identity names which tunnel to share, not a single one;
+        ``max_tunnel_sessions`` caps each tunnel, never the identity)."""
         identity = tuple(cand.tunnel_identity)
-        cap = self.config.max_tunnel_sessions
+        cap = min(policy.max_tunnel_sessions, self.config.max_tunnel_sessions)
         for tid in self._by_identity.get(identity, []):
             rec = self.tunnels[tid]
-            if not rec.closing and len(rec.calls) < cap:
+            if not rec.closing and len(rec.calls) < min(cap, rec.cap):
                 self._count("tunnel_reused")
                 return rec
         peer = (cand.address, int(cand.port))
@@ -640,7 +660,14 @@ class CallFlow:
         tid = self.e.l2tp.open_tunnel(peer, cfg, now)
         assignment = cand.tunnel_identity[1] if len(cand.tunnel_identity) > 1 else None
         rec = TunnelRec(
-            tid, identity, cand.lns_id, peer, assignment if isinstance(assignment, str) else None
+            tid,
+            identity,
+            cand.lns_id,
+            peer,
+            assignment if isinstance(assignment, str) else None,
+            tunnel_key=cand.tunnel_key,
+            hold=policy.lockout_hold,
+            cap=cap,
         )
         self.tunnels[tid] = rec
         self._by_identity.setdefault(identity, []).append(tid)

@@ -16,7 +16,7 @@ from typing import Any
 from broker.l2tp.config import CallParams, TunnelConfig
 from broker.l2tp.endpoint import L2tpEndpoint
 from broker.l2tp.events import SessionClosed, TunnelClosed
-from broker.policy.failover import SetupOutcome, classify
+from broker.policy.failover import Action, SetupOutcome, classify
 from broker.policy.selection import Candidate
 from broker.ppp.events import ChapCredentials, CredentialsReceived, MschapV2Credentials
 from broker.ppp.link import LinkConfig
@@ -136,18 +136,33 @@ def cdn_action(ev: SessionClosed) -> str:
     return "next" if action.next_candidate else "fail"
 
 
-def tunnel_close_locks_out(ev: TunnelClosed) -> bool:
-    """A tunnel that failed while being set up, or was lost, locks its LNS out."""
+def _tunnel_close_action(ev: TunnelClosed) -> Action | None:
     if ev.reason == "local":
-        return False
+        return None
+    if not ev.during_setup and ev.reason == "stopccn-received":
+        return None  # an orderly StopCCN from an established tunnel is not a failure
     kind: Any = {
         "retransmit-exhausted": "sccrq-timeout" if ev.during_setup else "control-timeout",
         "stopccn-received": "stopccn",
         "auth-failed": "tunnel-auth-failed",
-    }.get(ev.reason, "stopccn")
-    if not ev.during_setup and ev.reason == "stopccn-received":
-        return False  # an orderly StopCCN from an established tunnel is not a failure
-    return classify(SetupOutcome(kind, ev.result, ev.error)).lockout
+    }.get(ev.reason)
+    if kind is None:  # we ended it (rejected, protocol-error, ...): the result is ours
+        return classify(SetupOutcome("stopccn"))
+    return classify(SetupOutcome(kind, ev.result, ev.error))
+
+
+def tunnel_close_locks_out(ev: TunnelClosed) -> bool:
+    """A tunnel that failed while being set up, or was lost, locks its LNS out (not an
+    authentication failure: see :func:`tunnel_close_holds_candidate`)."""
+    action = _tunnel_close_action(ev)
+    return action is not None and action.lockout
+
+
+def tunnel_close_holds_candidate(ev: TunnelClosed) -> bool:
+    """A tunnel authentication failure holds back only its candidate (LNS + tunnel identity,
+    i.e. the secret and host name), RFC 2661 §5.1.1 / StopCCN result 4."""
+    action = _tunnel_close_action(ev)
+    return action is not None and action.candidate_hold
 
 
 def class_attrs(attributes: tuple[tuple[int, bytes], ...]) -> tuple[bytes, ...]:

@@ -1,8 +1,12 @@
 """Classify an L2TP setup outcome into what the call flow does next (RFC 2661 §4.4.2, §5.8).
 
-Tunnel-level failures (SCCRQ retransmit exhaustion, StopCCN during setup, tunnel
-authentication failure, unreachable peer, control retransmit exhaustion during ICRQ) mean the
-LNS is not usable: try the next candidate AND lock the LNS out for the policy's hold time.
+Tunnel-level failures (SCCRQ retransmit exhaustion, StopCCN during setup, unreachable peer,
+control retransmit exhaustion during ICRQ) mean the LNS is not usable: try the next candidate
+AND lock the LNS out for the policy's hold time. A tunnel authentication failure (the Challenge
+Response did not verify, RFC 2661 §5.1.1, or the LNS answered StopCCN Result Code 4 "not
+authorized") says the *candidate's* secret or host name is wrong, not that the LNS is down: try
+the next candidate and hold only that candidate (LNS + tunnel identity) back; other realms'
+tunnels to the same LNS with the right secret keep working.
 Session-level refusals (CDN with Result Code 2/4/5/6, or General Error Code 7 "try another")
 mean this LNS will not take this call: try the next candidate, no lockout. Any other CDN is the
 LNS's final word on the subscriber: fail the call.
@@ -44,6 +48,10 @@ class GeneralError(IntEnum):
     UNKNOWN_MANDATORY_AVP = 8  #: RFC 2661 §4.4.2 General Error Code 8
 
 
+#: RFC 2661 §4.4.2 StopCCN Result Code 4: requester is not authorized to establish a control
+#: channel (the LNS's answer to a wrong tunnel secret or an unknown host name).
+STOPCCN_NOT_AUTHORIZED = 4
+
 #: CDN Result Codes that move the call to the next candidate.
 TRY_NEXT_CDN_RESULTS = frozenset(
     {
@@ -74,14 +82,19 @@ class SetupOutcome:
 @dataclass(frozen=True, slots=True)
 class Action:
     next_candidate: bool
-    lockout: bool
+    lockout: bool  # the whole LNS is locked out (every identity, every realm)
     reason: str
+    candidate_hold: bool = False  # only this candidate (LNS + tunnel identity) is held back
 
     @property
-    def kind(self) -> Literal["next-candidate+lockout", "next-candidate", "fail-call"]:
+    def kind(
+        self,
+    ) -> Literal["next-candidate+lockout", "next-candidate+hold", "next-candidate", "fail-call"]:
         if not self.next_candidate:
             return "fail-call"
-        return "next-candidate+lockout" if self.lockout else "next-candidate"
+        if self.lockout:
+            return "next-candidate+lockout"
+        return "next-candidate+hold" if self.candidate_hold else "next-candidate"
 
 
 def classify(outcome: SetupOutcome) -> Action:
@@ -91,6 +104,10 @@ def classify(outcome: SetupOutcome) -> Action:
         if outcome.result_code in TRY_NEXT_CDN_RESULTS:
             return Action(True, False, f"CDN result {outcome.result_code}")
         return Action(False, False, f"CDN result {outcome.result_code}: LNS refused the call")
+    if outcome.kind == "tunnel-auth-failed" or (
+        outcome.kind == "stopccn" and outcome.result_code == STOPCCN_NOT_AUTHORIZED
+    ):
+        return Action(True, False, "tunnel-auth-failed", candidate_hold=True)
     return Action(True, True, outcome.kind)
 
 

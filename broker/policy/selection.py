@@ -3,8 +3,9 @@
 Candidates come from RADIUS tunnel groups (one per tag) and/or a realm's static pool. The result
 lists every eligible candidate: lower preference first; inside one preference level the policy's
 strategy orders them (weighted random permutation, least sessions, existing tunnel first).
-Locked-out, drained, probe-in-flight and full LNSs are left out; a realm at its limit yields
-nothing. The state store's atomic ``reserve`` is the authority on caps; this list is the order
+Locked-out, drained, probe-in-flight and full LNSs (``max_sessions``) are left out; a realm at
+its limit yields nothing; a tunnel identity is never full (a full tunnel gets a sibling). The
+state store's atomic ``reserve`` is the authority on caps; this list is the order
 in which the call flow asks it.
 """
 
@@ -186,11 +187,13 @@ def candidates_from_radius(
 def eligible(candidate: Candidate, policy: RealmPolicy, view: LoadView) -> bool:
     if view.unavailable(candidate.lns_id):
         return False
-    if candidate.max_sessions is not None and (
-        view.sessions_per_lns.get(candidate.lns_id, 0) >= candidate.max_sessions
-    ):
-        return False
-    return view.sessions_per_tunnel.get(candidate.tunnel_key, 0) < policy.max_tunnel_sessions
+    # ``policy.max_tunnel_sessions`` caps one tunnel, not the identity: when the open tunnels
+    # of an identity are full the call flow opens another one with the same identity (RFC 2868
+    # §3.7 names a tunnel, RFC 2661 §4.4 allows several per LAC/LNS pair), so the identity's
+    # session count (``sessions_per_tunnel``) only orders candidates, it never excludes one.
+    return candidate.max_sessions is None or (
+        view.sessions_per_lns.get(candidate.lns_id, 0) < candidate.max_sessions
+    )
 
 
 def _weighted_order(items: Sequence[Candidate], rng: random.Random) -> list[Candidate]:

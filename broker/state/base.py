@@ -29,7 +29,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Caps:
-    """Limits checked atomically by ``reserve``; ``None`` means unlimited."""
+    """Limits checked atomically by ``reserve``; ``None`` means unlimited. ``tunnel`` counts a
+    tunnel *identity* (``Candidate.tunnel_key``) across nodes; the call flow leaves it ``None``
+    (one identity may span several tunnels); it stays for operators' own uses."""
 
     lns: int | None = None
     tunnel: int | None = None
@@ -91,13 +93,13 @@ Choice = tuple[str, str, Caps]
 
 
 def choices_for(candidates: Sequence[Candidate], policy: RealmPolicy) -> list[Choice]:
-    """``reserve_first`` input for a ``select`` result under ``policy``'s caps."""
+    """``reserve_first`` input for a ``select`` result under ``policy``'s caps.
+
+    No tunnel cap: ``policy.max_tunnel_sessions`` limits one tunnel and the call flow opens
+    another tunnel with the same identity when the open ones are full; the store counts
+    sessions per identity (across nodes), which may exceed 65,535."""
     return [
-        (
-            c.lns_id,
-            c.tunnel_key,
-            Caps(lns=c.max_sessions, tunnel=policy.max_tunnel_sessions, realm=policy.max_sessions),
-        )
+        (c.lns_id, c.tunnel_key, Caps(lns=c.max_sessions, tunnel=None, realm=policy.max_sessions))
         for c in candidates
     ]
 

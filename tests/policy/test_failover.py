@@ -15,7 +15,8 @@ from broker.policy.selection import Candidate
         (SetupOutcome("control-timeout"), "next-candidate+lockout"),
         (SetupOutcome("unreachable"), "next-candidate+lockout"),
         (SetupOutcome("stopccn", 2), "next-candidate+lockout"),
-        (SetupOutcome("tunnel-auth-failed"), "next-candidate+lockout"),
+        (SetupOutcome("tunnel-auth-failed"), "next-candidate+hold"),
+        (SetupOutcome("stopccn", 4), "next-candidate+hold"),  # not authorized: this identity
         (SetupOutcome("cdn", CdnResult.GENERAL_ERROR, 0), "next-candidate"),
         (SetupOutcome("cdn", CdnResult.TEMPORARY_LACK), "next-candidate"),
         (SetupOutcome("cdn", CdnResult.PERMANENT_LACK), "next-candidate"),

@@ -75,11 +75,12 @@ TABLE = [
         [2],
     ),
     (
-        "tunnel cap",
+        # max_tunnel_sessions caps one tunnel: a full identity gets a sibling tunnel
+        "tunnel identity above the per-tunnel cap stays eligible",
         [cand(1), cand(2, 1)],
-        LoadView(sessions_per_tunnel={cand(1).tunnel_key: 7}),
+        LoadView(sessions_per_tunnel={cand(1).tunnel_key: 70_000}),
         {"max_tunnel_sessions": 7},
-        [2],
+        [1, 2],
     ),
     ("realm full", [cand(1)], LoadView(realm_sessions=5), {"max_sessions": 5}, []),
     ("realm below limit", [cand(1)], LoadView(realm_sessions=4), {"max_sessions": 5}, [1]),

@@ -285,3 +285,42 @@ def test_separator_characters_cannot_corrupt_records(harness: Harness) -> None:
     assert s.load_view([LNS], "evil\trealm\nx").realm_sessions == 1
     assert s.release(r) is True
     assert s.load_view([LNS], "evil\trealm\nx").realm_sessions == 0
+
+
+def _identity_candidate(cap: int | None) -> Any:
+    from broker.policy.selection import Candidate
+
+    return Candidate(
+        LNS, "192.0.2.10", 1701, b"s", 0, 1, cap, (LNS, "grp", None, b"s"), "radius"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("lns_cap", "admitted"), [(None, 8), (7, 7)])  # realm cap 8
+def test_identity_is_not_capped_per_tunnel(
+    harness: Harness, lns_cap: int | None, admitted: int
+) -> None:
+    """``max_tunnel_sessions`` caps one tunnel (the call flow opens a sibling with the same
+    identity), so the store admits an identity beyond it; LNS and realm caps still hold."""
+    from broker.policy.model import MatchRule, RealmPolicy
+    from broker.state.base import choices_for
+
+    policy = RealmPolicy("r", MatchRule("default", ""), max_tunnel_sessions=3, max_sessions=8)
+    c = _identity_candidate(lns_cap)
+    s = harness.core()
+    got = [s.reserve_first(choices_for([c], policy), "r") for _ in range(9)]
+    assert sum(r is not None for r in got) == admitted
+    assert all(r is not None for r in got[:admitted])
+    assert s.load_view([LNS], "r", [c.tunnel_key]).sessions_per_tunnel[c.tunnel_key] == admitted
+
+
+def test_memory_identity_holds_more_than_65535() -> None:
+    from broker.policy.model import MatchRule, RealmPolicy
+    from broker.state.base import choices_for
+
+    policy = RealmPolicy("r", MatchRule("default", ""))
+    c = _identity_candidate(None)
+    core = MemoryStateCore("n1")
+    choices = choices_for([c], policy)
+    for _ in range(65_600):
+        assert core.reserve_first(choices, "r") is not None
+    assert core.load_view([LNS], "r", [c.tunnel_key]).sessions_per_tunnel[c.tunnel_key] == 65_600
