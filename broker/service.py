@@ -1,8 +1,10 @@
 """Composition: build one broker node from a :class:`BrokerConfig` as a Twisted MultiService.
 
-Services, in start order: state store heartbeat, accounting (spool replay, Accounting-On),
-the call flow runtime (L2TP socket, RADIUS sockets, raw PPPoE sockets), Disconnect/CoA
-listener, control API. SIGTERM ends every call cleanly (CDN, PADT, Accounting-Stop), closes
+The control API binds before anything else starts (a node that cannot be operated does not
+start: :class:`ControlListenError`, and ``run`` exits with the reason). Services, in start
+order: state store heartbeat, accounting (spool replay, Accounting-On, spool alarms), the call
+flow runtime (L2TP socket, RADIUS sockets, raw PPPoE sockets), Disconnect/CoA listener,
+control API. SIGTERM ends every call cleanly (CDN, PADT, Accounting-Stop), closes
 the tunnels (StopCCN), sends Accounting-Off and stops. SIGHUP reloads the realm policies
 without touching established sessions.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, endpoints, task
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from broker import __version__
 from broker.accounting.service import AccountingService
@@ -52,6 +56,26 @@ _log = Logger(namespace="broker.service")
 
 class DataplaneUnavailable(Exception):
     pass
+
+
+class ControlListenError(Exception):
+    """The control API cannot listen: the message names the address, the reason and the fix;
+    ``permission`` tells a missing privilege (exit 3) from a configuration problem (exit 2)."""
+
+    def __init__(self, listen: str, reason: BaseException | None) -> None:
+        cause = getattr(reason, "socketError", None) or reason
+        errno_ = getattr(cause, "errno", None)
+        why = getattr(cause, "strerror", None) or str(cause)
+        self.permission = errno_ in (1, 13)  # EPERM, EACCES
+        if errno_ == 98:  # EADDRINUSE
+            fix = "another process listens there: stop it or change 'control:'"
+        elif errno_ == 99:  # EADDRNOTAVAIL
+            fix = "the address is not on this host: change 'control:'"
+        elif self.permission:
+            fix = "the daemon's user may not bind there (a port < 1024 or the socket's directory)"
+        else:
+            fix = "change 'control:' (HOST:PORT on loopback or unix:/path)"
+        super().__init__(f"control API cannot listen on {listen}: {why}; fix: {fix}")
 
 
 def choose_dataplane(
@@ -131,6 +155,26 @@ class BrokerMetrics:
             "spool_depth",
             "Accounting records waiting in the spool",
             collect=lambda: {(): float(node.spool.depth()) if node.spool else 0.0},
+        )
+        r.gauge(
+            "spool_alarm",
+            "1 while the accounting spool holds at least spool_alarm_threshold records",
+            collect=lambda: {(): node.spool_alarm("records")},
+        )
+        r.gauge(
+            "spool_alarm_threshold",
+            "Records waiting in the spool at which the spool alarm is raised",
+            collect=lambda: {(): float(node.cfg.accounting.spool_alarm_records)},
+        )
+        r.gauge(
+            "spool_disk_alarm",
+            "1 while the spool's filesystem has less free space than the alarm floor",
+            collect=lambda: {(): node.spool_alarm("disk")},
+        )
+        r.gauge(
+            "spool_disk_free_bytes",
+            "Free octets on the accounting spool's filesystem (-1: no spool or unknown)",
+            collect=lambda: {(): node.spool_free_bytes()},
         )
         r.gauge(
             "draining",
@@ -222,6 +266,7 @@ class BrokerNode(MultiService):
                 self.spool, client, reactor=reactor, bind_address=cfg.radius.bind,
                 flush_interval=cfg.accounting.spool_sync_interval, nas=self.nas,
                 boot_id=f"{cfg.node_id}-{int(self.started):X}",
+                alarm_records=cfg.accounting.spool_alarm_records,
             )  # fmt: skip
             self.accounting.setServiceParent(self)
         self.metrics = BrokerMetrics(self)
@@ -248,7 +293,14 @@ class BrokerNode(MultiService):
                 port=cfg.radius.dynauth_port,
             )  # fmt: skip
             self.dynauth.setServiceParent(self)
-        _ControlService(self).setServiceParent(self)
+        self.control = _ControlService(self)
+        self.control.setServiceParent(self)
+
+    def startService(self) -> None:  # Twisted's name
+        # The control API binds first: if it cannot (port in use, permission), nothing else
+        # has started (no sockets, no Accounting-On) and `run` exits with the reason.
+        self.control.listen()
+        super().startService()
 
     # -- events --------------------------------------------------------------------------
     def _call_up(self, ev: CallUp) -> None:
@@ -340,6 +392,22 @@ class BrokerNode(MultiService):
                 out[(engine, name)] = float(v)
         return out
 
+    def spool_alarm(self, which: str) -> float:
+        acct = self.accounting
+        if acct is None:
+            return 0.0
+        return float(acct.alarm.records_active if which == "records" else acct.alarm.disk_active)
+
+    def spool_free_bytes(self) -> float:
+        free = self.accounting.alarm.free_bytes if self.accounting is not None else None
+        return -1.0 if free is None else float(free)
+
+    def alarms(self) -> list[str]:
+        """Names of the alarms raised now (``spool_records``, ``spool_disk``)."""
+        if self.accounting is None:
+            return []
+        return [a.value for a in self.accounting.alarm.active]
+
     def l2tp_retransmits(self) -> int:
         # Tunnels count into their endpoint's counters dict (one shared dict): read it once.
         return int(self.flow.e.l2tp.counters.get("retransmits", 0))
@@ -359,6 +427,8 @@ class BrokerNode(MultiService):
             "draining": self.flow.draining,
             "policy_generation": self.policy_generation,
             "spool_depth": self.spool.depth() if self.spool else 0,
+            "spool_alarm_records": self.cfg.accounting.spool_alarm_records,
+            "alarms": self.alarms(),
         }
 
     def sessions(self) -> list[dict[str, Any]]:
@@ -557,27 +627,50 @@ class _ControlService(Service):
         self.node = node
         self.port: Any = None
 
-    def startService(self) -> None:  # Twisted's name
+    def listen(self) -> None:
+        """Bind the control API now; raises :class:`ControlListenError` when it cannot."""
+        if self.port is not None:
+            return
         listen = self.node.cfg.control
         if listen.startswith("unix:"):
             path = Path(listen[5:])
-            if path.exists():
-                path.unlink()
+            if path.exists() and path.is_socket():
+                if _unix_socket_live(path):
+                    raise ControlListenError(listen, OSError(98, "Address already in use"))
+                path.unlink()  # stale, from a previous run
         ep = endpoints.serverFromString(self.node.reactor, endpoint_description(listen))
+        result: list[Any] = []
         d = ep.listen(make_site(self.node))
-        d.addCallback(lambda p: setattr(self, "port", p))
-        d.addErrback(
-            lambda f: _log.error(
-                "control API cannot listen on {listen}: {e}", listen=listen, e=f.value
-            )
-        )
+        d.addBoth(result.append)
+        if not result:  # not synchronous (other endpoint types): log a late failure
+            d.addCallback(lambda p: setattr(self, "port", p))
+            d.addErrback(lambda f: _log.error("{e}", e=ControlListenError(listen, f.value)))
+            return
+        if isinstance(result[0], Failure):
+            raise ControlListenError(listen, result[0].value)
+        self.port = result[0]
+
+    def startService(self) -> None:  # Twisted's name
+        self.listen()
         super().startService()
 
     def stopService(self) -> Any:  # Twisted's name
         super().stopService()
         if self.port is not None:
-            return self.port.stopListening()
+            port, self.port = self.port, None
+            return port.stopListening()
         return None
+
+
+def _unix_socket_live(path: Path) -> bool:
+    """Whether a process accepts connections on the unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def install_signals(node: BrokerNode, reactor: Any, stop: Callable[[], None]) -> None:

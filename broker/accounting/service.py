@@ -19,10 +19,17 @@ sessions the previous run left open in the spool (a Start and no Stop: the node 
 get their Stop with Acct-Terminate-Cause NAS-Reboot and the last known usage
 (:meth:`Spool.close_open_sessions`). On by default when ``nas`` is given (the daemon);
 ``recover_open_sessions`` overrides it.
+
+Spool alarms (issue 9 item 4): every ``alarm_interval`` seconds (and at start) the service
+checks the spool depth against ``alarm_records`` and the free space of the spool's filesystem
+against ``alarm_min_free_bytes`` (:class:`broker.accounting.alarm.SpoolAlarm`, with
+hysteresis); a raised alarm is one WARNING line, a cleared one an INFO line, and both show in
+:meth:`AccountingService.metrics`. Records are never dropped because of an alarm.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +38,12 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from broker.accounting.alarm import (
+    DEFAULT_MIN_FREE_BYTES,
+    AlarmChange,
+    AlarmKind,
+    SpoolAlarm,
+)
 from broker.accounting.spool import Spool
 from broker.adapters.timer import EngineTimer
 from broker.radius.accounting import (
@@ -79,6 +92,9 @@ class AccountingService(Service):
         off_timeout: float = 3.0,
         on_event: Callable[[Event], None] | None = None,
         recover_open_sessions: bool | None = None,
+        alarm_records: int = 50_000,
+        alarm_min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
+        alarm_interval: float = 1.0,
     ) -> None:
         self.spool = spool
         self.engine = engine
@@ -103,6 +119,9 @@ class AccountingService(Service):
         self.acked = 0
         self.rejected = 0
         self.write_errors = 0
+        self.alarm = SpoolAlarm(alarm_records, min_free_bytes=alarm_min_free_bytes)
+        self._alarm_interval = alarm_interval
+        self._alarm_loop: task.LoopingCall | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def startService(self) -> None:
@@ -129,6 +148,9 @@ class AccountingService(Service):
         if self._nas is not None and self._boot_id is not None:
             self.submit(accounting_on_record(self._nas, self._boot_id, self._reactor.seconds()))
         self._pump()
+        self._alarm_loop = task.LoopingCall(self._alarm_tick)
+        self._alarm_loop.clock = self._reactor
+        self._alarm_loop.start(self._alarm_interval, now=True)
 
     def stopService(self) -> defer.Deferred[None] | None:
         super().stopService()  # type: ignore[no-untyped-call]
@@ -155,6 +177,8 @@ class AccountingService(Service):
         self._commit_acks()
         if self._flusher is not None and self._flusher.running:
             self._flusher.stop()
+        if self._alarm_loop is not None and self._alarm_loop.running:
+            self._alarm_loop.stop()
         if self._port is not None:
             self._port.stopListening()
             self._port = None
@@ -183,9 +207,35 @@ class AccountingService(Service):
             self._pump()
         return seqs
 
+    # -- alarms ------------------------------------------------------------------------------
+    def _alarm_tick(self) -> None:
+        try:
+            self.check_alarms()
+        except (sqlite3.Error, OSError) as exc:  # keep the loop: the next tick retries
+            _log.error("accounting: spool alarm check failed: {err}", err=exc)
+
+    def check_alarms(self) -> list[AlarmChange]:
+        """Re-evaluate the spool alarms now; logs and returns the changes."""
+        alarm = self.alarm
+        bound = self.spool.depth_upper_bound()
+        depth = self.spool.depth() if alarm.needs_exact_depth(bound) else bound
+        changes = [
+            c
+            for c in (alarm.update_depth(depth), alarm.update_free(self.spool.free_bytes()))
+            if c is not None
+        ]
+        for change in changes:
+            _log_alarm(change)
+        return changes
+
     def metrics(self) -> dict[str, float]:
         age = self.spool.oldest_age(self._reactor.seconds())
+        free = self.alarm.free_bytes
         return {
+            "alarm_records": float(self.alarm.records_active),
+            "alarm_records_threshold": float(self.alarm.threshold),
+            "alarm_disk": float(self.alarm.disk_active),
+            "disk_free_bytes": -1.0 if free is None else float(free),
             "depth": float(self.spool.depth()),
             "open_sessions": float(self.spool.open_count()),
             "recovered_stops": float(self.recovered_stops),
@@ -260,3 +310,33 @@ class AccountingService(Service):
             d = self._waiters.pop(seq, None)
             if d is not None:
                 d.callback(None)
+
+
+def _log_alarm(change: AlarmChange) -> None:
+    if change.kind is AlarmKind.RECORDS:
+        if change.active:
+            _log.warn(
+                "accounting: spool alarm: {depth} records waiting (alarm at {limit}); the "
+                "accounting servers are not acknowledging; records are kept, none dropped",
+                depth=change.value,
+                limit=change.level,
+            )
+        else:
+            _log.info(
+                "accounting: spool alarm cleared: {depth} records waiting (below {limit})",
+                depth=change.value,
+                limit=change.level,
+            )
+    elif change.active:
+        _log.warn(
+            "accounting: spool disk alarm: {free} octets free on the spool's filesystem "
+            "(alarm below {limit}); records are kept, none dropped",
+            free=change.value,
+            limit=change.level,
+        )
+    else:
+        _log.info(
+            "accounting: spool disk alarm cleared: {free} octets free (above {limit})",
+            free=change.value,
+            limit=change.level,
+        )

@@ -23,6 +23,7 @@ transaction: a session gets exactly one Stop, and only a session that had a Star
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -169,6 +170,24 @@ class Spool:
 
     def depth(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def depth_upper_bound(self) -> int:
+        """Last seq - first seq + 1 (0 when empty): never below :meth:`depth` and two index
+        look-ups however long the spool is (records acknowledged out of order leave holes,
+        which only make it larger)."""
+        row = self._db.execute(
+            "SELECT (SELECT MAX(seq) FROM records), (SELECT MIN(seq) FROM records)"
+        ).fetchone()
+        return 0 if row[0] is None else int(row[0]) - int(row[1]) + 1
+
+    def free_bytes(self) -> int | None:
+        """Octets available to this process on the spool's filesystem (statvfs), or None
+        when it cannot be read."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return None
+        return int(st.f_bavail) * int(st.f_frsize)
 
     def oldest_age(self, now: float) -> float | None:
         """Seconds since the oldest pending record was created, or None when empty."""

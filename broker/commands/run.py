@@ -1,8 +1,9 @@
 """``l2tp-broker run -c broker.yaml``: run one broker node until SIGTERM.
 
 SIGTERM/SIGINT: graceful stop (CDN + PADT + Accounting-Stop for every call, StopCCN, then
-Accounting-Off). SIGHUP: reload realm policies. Exit codes: 0 clean, 2 configuration error,
-3 missing privilege or facility.
+Accounting-Off). SIGHUP: reload realm policies. Exit codes: 0 clean, 2 configuration error
+(including a control API address that cannot be bound: in use, not on this host), 3 missing
+privilege or facility (including a control address the daemon's user may not bind).
 """
 
 from __future__ import annotations
@@ -79,7 +80,12 @@ def handle(args: argparse.Namespace) -> int:
     from twisted.internet import reactor as default_reactor
 
     from broker.policy.loader import PolicyError
-    from broker.service import BrokerNode, DataplaneUnavailable, state_dir_ready
+    from broker.service import (
+        BrokerNode,
+        ControlListenError,
+        DataplaneUnavailable,
+        state_dir_ready,
+    )
 
     reactor: Any = default_reactor
     try:
@@ -97,13 +103,17 @@ def handle(args: argparse.Namespace) -> int:
         )
         return 3
     setup_logging(cfg.log_format, cfg.log_level)
-    failed: list[BaseException] = []
+    failed: list[int] = []
 
     def start() -> None:
         try:
             node.startService()
+        except ControlListenError as exc:
+            failed.append(3 if exc.permission else 2)
+            print(f"l2tp-broker: {exc}", file=sys.stderr)
+            reactor.stop()
         except PermissionError as exc:
-            failed.append(exc)
+            failed.append(3)
             print(
                 f"l2tp-broker: cannot open raw sockets: {exc}; the daemon needs "
                 "CAP_NET_RAW (PPPoE) and CAP_NET_ADMIN",
@@ -111,7 +121,7 @@ def handle(args: argparse.Namespace) -> int:
             )
             reactor.stop()
         except OSError as exc:
-            failed.append(exc)
+            failed.append(3)
             print(f"l2tp-broker: cannot start: {exc}", file=sys.stderr)
             reactor.stop()
 
@@ -122,4 +132,4 @@ def handle(args: argparse.Namespace) -> int:
     reactor.addSystemEventTrigger("before", "shutdown", stop)
     signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(node.reload_policies))
     reactor.run()
-    return 3 if failed else 0
+    return failed[0] if failed else 0

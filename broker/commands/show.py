@@ -12,7 +12,18 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "tunnels": ("tunnel_id", "lns", "peer", "peer_tunnel_id", "state", "sessions"),
     "lns": ("name", "address", "sessions", "locked_out", "drained", "locked_until"),
     "realms": ("realm", "match", "tunnel_source", "strategy", "sessions", "max_sessions"),
-    "status": ("node", "uptime", "calls", "sessions", "tunnels", "dataplane", "state", "draining"),
+    "status": (
+        "node",
+        "uptime",
+        "calls",
+        "sessions",
+        "tunnels",
+        "dataplane",
+        "state",
+        "draining",
+        "spool_depth",
+        "alarms",
+    ),
 }
 
 

@@ -17,7 +17,7 @@ def render_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def _cell(value: Any) -> str:
-    if value is None:
+    if value is None or (isinstance(value, (list, tuple)) and not value):
         return "-"
     if isinstance(value, float):
         return f"{value:.1f}"

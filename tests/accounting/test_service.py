@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from twisted.internet import task
 from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import capturedLogs
 
+from broker.accounting.alarm import AlarmKind
 from broker.accounting.service import AccountingService
 from broker.accounting.spool import Spool
 from broker.radius.accounting import AcctRecord, InvalidRecord, NasInfo
@@ -183,3 +185,61 @@ def test_unsendable_spooled_record_is_dropped_not_stuck(tmp_path: Path) -> None:
     answer(r.ports[0], data)
     r.advance(0)
     assert svc.spool.depth() == 0 and svc.rejected == 1 and svc.acked == 1
+
+
+def test_spool_alarm_raised_when_servers_do_not_answer_and_cleared_by_the_replay(
+    tmp_path: Path,
+) -> None:
+    r = FakeReactor()
+    svc = make(tmp_path, r, alarm_records=4, alarm_min_free_bytes=0)
+    with capturedLogs() as events:
+        svc.startService()
+        svc.submit_many([rec(i, r.seconds()) for i in range(3)])
+        r.advance(1.0)
+        assert not svc.alarm.records_active and svc.metrics()["alarm_records"] == 0.0
+        svc.submit_many([rec(i, r.seconds()) for i in range(3, 6)])
+        r.advance(1.0)  # the next check: 6 records >= 4
+        assert svc.alarm.records_active and svc.metrics()["alarm_records"] == 1.0
+        assert svc.metrics()["alarm_records_threshold"] == 4.0
+        r.advance(5.0)
+        assert svc.alarm.raised[AlarmKind.RECORDS] == 1  # one WARNING, not one per check
+        assert svc.spool.depth() == 6  # nothing dropped because of the alarm
+        port = r.ports[0]
+        seen: set[bytes] = set()
+        for data, _ in reversed(port.sent):  # the latest transmission of each record
+            sid = decode_packet(data).get(44)
+            if sid not in seen and len(seen) < 3:  # the server answers three records
+                seen.add(sid)
+                answer(port, data)
+        r.advance(0)
+        assert svc.spool.depth() == 3
+        r.advance(1.0)
+        assert not svc.alarm.records_active  # 3 < ceil(0.9 * 4) = 4
+        svc.stopService()
+    lines = [(e["log_level"].name, e["log_format"]) for e in events]
+    raised = [lv for lv, fmt in lines if fmt.startswith("accounting: spool alarm:")]
+    cleared = [lv for lv, fmt in lines if fmt.startswith("accounting: spool alarm cleared")]
+    assert raised == ["warn"] and cleared == ["info"]
+
+
+def test_spool_alarm_checked_at_start_on_a_spool_left_full(tmp_path: Path) -> None:
+    r = FakeReactor()
+    spool = Spool(tmp_path / "spool.db")
+    spool.append_many([rec(i, r.seconds()) for i in range(10)])
+    engine = AccountingClient([SERVER], backoff=(1, 2))
+    svc = AccountingService(spool, engine, reactor=r, alarm_records=10)
+    svc.startService()  # no advance: the first check runs at start
+    assert svc.alarm.records_active
+    svc.stopService()
+
+
+def test_disk_alarm_from_the_spool_filesystem(tmp_path: Path) -> None:
+    r = FakeReactor()
+    svc = make(tmp_path, r, alarm_min_free_bytes=1 << 62)  # more than any disk has
+    svc.startService()
+    assert svc.alarm.disk_active and svc.metrics()["alarm_disk"] == 1.0
+    assert svc.metrics()["disk_free_bytes"] > 0
+    svc.alarm.min_free_bytes = svc.alarm.disk_clear_above = 1
+    r.advance(1.0)
+    assert not svc.alarm.disk_active
+    svc.stopService()

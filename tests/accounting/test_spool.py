@@ -84,7 +84,24 @@ def test_spool_model(ops: list[tuple[str, int]]) -> None:
             got = [(p.record.record_id, p.seq) for p in sp.pending()]
             assert got == sorted(model.items(), key=lambda kv: kv[1])
             assert sp.depth() == len(model)
+            # the alarm's cheap bound: never below the depth, exact when nothing has holes
+            bound = sp.depth_upper_bound()
+            assert bound >= len(model) and (bound == 0) is (not model)
+            if model:
+                seqs = sorted(model.values())
+                assert bound == seqs[-1] - seqs[0] + 1
         sp.close()
+
+
+def test_free_bytes_of_the_spool_filesystem(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "s.db")
+    st = os.statvfs(tmp_path)
+    free = sp.free_bytes()
+    assert free is not None and free > 0
+    assert abs(free - st.f_bavail * st.f_frsize) < 64 * 1024 * 1024  # other writers
+    sp.path = tmp_path / "gone" / "s.db"  # the directory vanished: unknown, no exception
+    assert sp.free_bytes() is None
+    sp.close()
 
 
 _WRITER = """

@@ -168,3 +168,64 @@ def _warning(path: Path) -> str:
     from broker.config import load_config
 
     return inline_secret_warning(load_config(path), path) or ""
+
+
+def test_control_address_in_use_exits_2_naming_address_and_reason(tmp_path: Path) -> None:
+    path, control = write_config(tmp_path)
+    host, _, port = control.rpartition(":")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind((host, int(port)))
+        busy.listen(1)
+        proc = start(path)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            stop_process(proc)
+    assert proc.returncode == 2, out
+    assert f"control API cannot listen on {control}: Address already in use; fix:" in out, out
+    assert "Traceback" not in out
+    assert "dataplane userspace" not in out  # nothing else started (no sockets, no calls)
+
+
+def test_control_unix_socket_of_a_live_daemon_is_not_stolen(tmp_path: Path) -> None:
+    path, control = write_config(tmp_path)
+    sock_path = tmp_path / "control.sock"
+    path.write_text(path.read_text().replace(f"control: {control}", f"control: unix:{sock_path}"))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as live:
+        live.bind(str(sock_path))
+        live.listen(4)
+        proc = start(path)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            stop_process(proc)
+        assert sock_path.is_socket()  # still the live one's
+    assert proc.returncode == 2, out
+    assert f"control API cannot listen on unix:{sock_path}: Address already in use" in out, out
+    assert "Traceback" not in out
+
+
+def test_stale_control_unix_socket_is_replaced(tmp_path: Path) -> None:
+    path, control = write_config(tmp_path)
+    sock_path = tmp_path / "control.sock"
+    path.write_text(path.read_text().replace(f"control: {control}", f"control: unix:{sock_path}"))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
+        stale.bind(str(sock_path))  # closed without unlinking: a previous run's leftover
+    proc = start(path)
+    try:
+        client = ControlClient(f"unix:{sock_path}", timeout=2)
+
+        def status() -> dict[str, object] | None:
+            try:
+                return client.get("/status")  # type: ignore[no-any-return]
+            except ControlError:
+                return None
+
+        st = poll(status, 20)
+        assert st and st["alarms"] == [], st
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0, out
