@@ -4,7 +4,10 @@
 datagram; octets beyond Length are ignored), walks the AVPs with one loop over the
 registry table :data:`broker.l2tp.avps.AVP_SPECS`, reveals hidden AVPs with the shared
 secret and the preceding Random Vector, skips unrecognized AVPs with M=0 (IETF or vendor)
-and rejects unrecognized AVPs with M=1 (:class:`UnknownMandatoryAvp`). Every malformed
+and rejects unrecognized AVPs with M=1 (:class:`UnknownMandatoryAvp`). An H bit on an AVP
+that RFC 2661 4.4 says MUST NOT be hidden (Message Type, Result Code, Protocol Version, Tie
+Breaker, Host Name, Receive Window Size, Q.931 Cause Code, Random Vector, Sequencing
+Required) makes it malformed: :class:`MalformedAvp` when M=1, skipped when M=0. Every malformed
 input raises a :class:`~broker.wire.RemoteProtocolError` subclass and nothing else.
 
 :func:`encode_control` is its inverse; hidden AVPs get a Random Vector AVP inserted before
@@ -269,6 +272,16 @@ def _decode_avps(
                     vendor_id=vendor_id,
                 )
             continue  # RFC 2661 4.1: unrecognized with M=0 is ignored
+        if hidden and not spec.hidable:
+            # RFC 2661 4.4: "This AVP MUST NOT be hidden (the H-bit MUST be 0)". Its value
+            # cannot be trusted either way (hidden or plain): a mandatory one is malformed
+            # (the tunnel or session is torn down, as for any malformed mandatory AVP), an
+            # optional one (Tie Breaker) is treated as unrecognized and skipped.
+            if mandatory:
+                raise MalformedAvp(
+                    f"{spec.name} has the H bit set but MUST NOT be hidden (RFC 2661 4.4)"
+                )
+            continue
         if hidden:
             if secret is None:
                 raise HiddenAvpError(f"hidden AVP {avp_type} but no shared secret configured")

@@ -9,6 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from broker.l2tp.avps import (
+    AVP_SPECS,
     L2tpError,
     MalformedAvp,
     MalformedHeader,
@@ -199,3 +200,60 @@ def test_mutated_messages_raise_only_remote_protocol_errors(
         data[pos] = value
     _only_remote_errors(bytes(data[:cut]))
     _only_remote_errors(bytes(data))
+
+
+NOT_HIDABLE = sorted(
+    t for t, spec in AVP_SPECS.items() if not spec.hidable and t != AvpType.MESSAGE_TYPE
+)
+
+
+def _raw_avp(t: int, value: bytes, *, m: bool, h: bool) -> bytes:
+    word = 6 + len(value) | (0x8000 if m else 0) | (0x4000 if h else 0)
+    return word.to_bytes(2, "big") + b"\x00\x00" + t.to_bytes(2, "big") + value
+
+
+def test_not_hidable_table_matches_rfc_2661_section_4_4() -> None:
+    assert set(NOT_HIDABLE) == {
+        AvpType.RESULT_CODE, AvpType.PROTOCOL_VERSION, AvpType.TIE_BREAKER, AvpType.HOST_NAME,
+        AvpType.RECEIVE_WINDOW_SIZE, AvpType.Q931_CAUSE, AvpType.RANDOM_VECTOR,
+        AvpType.SEQUENCING_REQUIRED,
+    }  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    t=st.sampled_from(NOT_HIDABLE),
+    value=st.binary(min_size=16, max_size=40),
+    with_secret=st.booleans(),
+    with_vector=st.booleans(),
+)
+def test_h_bit_on_a_not_hidable_mandatory_avp_is_malformed(
+    t: int, value: bytes, with_secret: bool, with_vector: bool
+) -> None:
+    """RFC 2661 4.4: the H bit MUST be 0 on these; M=1 -> MalformedAvp (counted and torn
+    down by the engine like any malformed mandatory AVP), whether or not it could be
+    revealed, and the error keeps the header context so the engine can answer."""
+    rv = _raw_avp(AvpType.RANDOM_VECTOR, b"\x11" * 16, m=True, h=False)
+    data = _message(*([rv] if with_vector else []), _raw_avp(t, value, m=True, h=True))
+    with pytest.raises(MalformedAvp, match="MUST NOT be hidden") as info:
+        decode_control(data, SECRET if with_secret else None)
+    assert info.value.ns == 3 and info.value.nr == 4 and info.value.message_type == 10
+
+
+@settings(max_examples=30, deadline=None)
+@given(t=st.sampled_from(NOT_HIDABLE), value=st.binary(min_size=1, max_size=40))
+def test_h_bit_on_a_not_hidable_optional_avp_is_skipped(t: int, value: bytes) -> None:
+    keep = str_avp(AvpType.CALLING_NUMBER, "555")
+    data = _message(
+        _raw_avp(t, value, m=False, h=True),
+        _raw_avp(keep.type, keep.value, m=True, h=False),
+    )
+    msg = decode_control(data, SECRET)
+    assert msg.avps == (keep,)
+
+
+def test_hidden_tie_breaker_skipped_and_plain_one_kept() -> None:
+    plain = _raw_avp(AvpType.TIE_BREAKER, b"\x01" * 8, m=False, h=False)
+    hidden = _raw_avp(AvpType.TIE_BREAKER, b"\x02" * 24, m=False, h=True)
+    msg = decode_control(_message(hidden, plain), SECRET)
+    assert [a.value for a in msg.get_all(AvpType.TIE_BREAKER)] == [b"\x01" * 8]
