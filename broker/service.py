@@ -34,7 +34,7 @@ from broker.callflow.commands import CallEnded, CallUp, LockOut
 from broker.callflow.orchestrator import CallFlow, CallFlowConfig
 from broker.callflow.wiring import CallFlowEngines
 from broker.config.model import BrokerConfig
-from broker.control.api import ApiError, endpoint_description, make_site
+from broker.control.api import ApiError, ControlFactory, endpoint_description, make_factory
 from broker.control.metrics import Registry
 from broker.dataplane.fastpath import FastSplice
 from broker.dataplane.kernel import KernelSplice, kernel_support
@@ -387,6 +387,8 @@ class BrokerNode(MultiService):
             sources.append(("rawether", self.runtime.raw.counters))
         if self.dynauth is not None:
             sources.append(("dynauth", self.dynauth.engine.counters))
+        if self.control.factory is not None:
+            sources.append(("control", self.control.factory.counters))
         for engine, counters in sources:
             for name, v in counters.items():
                 out[(engine, name)] = float(v)
@@ -626,6 +628,7 @@ class _ControlService(Service):
     def __init__(self, node: BrokerNode) -> None:
         self.node = node
         self.port: Any = None
+        self.factory: ControlFactory | None = None
 
     def listen(self) -> None:
         """Bind the control API now; raises :class:`ControlListenError` when it cannot."""
@@ -640,7 +643,8 @@ class _ControlService(Service):
                 path.unlink()  # stale, from a previous run
         ep = endpoints.serverFromString(self.node.reactor, endpoint_description(listen))
         result: list[Any] = []
-        d = ep.listen(make_site(self.node))
+        self.factory = make_factory(self.node)
+        d = ep.listen(self.factory)
         d.addBoth(result.append)
         if not result:  # not synchronous (other endpoint types): log a late failure
             d.addCallback(lambda p: setattr(self, "port", p))

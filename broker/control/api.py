@@ -16,16 +16,27 @@ be made to send: requests with an ``Origin`` header or a ``Host`` that is not a 
 name (DNS rebinding) get 403, POSTs without ``content-type: application/json`` get 415 (a
 cross-site form cannot send that type without a CORS preflight, which is never answered).
 Bodies over 4 kB get 413.
+
+Limits on what a client can make the daemon hold (issue 9 item 4): a body is kept only up to
+``MAX_BODY`` octets while it arrives (a larger ``Content-Length`` or chunked body is counted
+and discarded, never buffered or spooled to a temporary file); at most ``MAX_CONNECTIONS``
+connections are open at once (more are closed at accept and counted in
+``ControlFactory.counters``, shown in /metrics as ``engine_counter{engine="control"}``); an
+idle connection is closed after ``IDLE_TIMEOUT`` seconds. Twisted bounds the request line
+and the headers (16 kB, 500 headers).
 """
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 from typing import Any, Protocol
 
 from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IAddress
+from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.server import Request
@@ -58,11 +69,15 @@ class ControlResource(resource.Resource):
     def __init__(self, backend: ControlBackend) -> None:
         super().__init__()
         self.backend = backend
+        #: refused requests by HTTP status (413 body too large, 403/415 browser-shaped)
+        self.counters: dict[str, int] = {"refused_413": 0, "refused_403": 0, "refused_415": 0}
 
     def render(self, request: Request) -> bytes | int:  # Twisted override
         refusal = _refusal(request)
         if refusal is not None:
             code, message = refusal
+            key = f"refused_{code}"
+            self.counters[key] = self.counters.get(key, 0) + 1
             return _json(request, code, {"error": message})
         result: bytes | int = super().render(request)
         return result
@@ -110,6 +125,57 @@ class ControlResource(resource.Resource):
 
 #: Largest POST body read (the only body is ``{"on": true}``).
 MAX_BODY = 4096
+#: Connections open at once; the CLI uses one per command.
+MAX_CONNECTIONS = 64
+#: Seconds a connection may stay idle.
+IDLE_TIMEOUT = 30.0
+
+
+class BoundedRequest(server.Request):
+    """A request that keeps at most ``MAX_BODY`` octets of its body in memory, whatever the
+    ``Content-Length`` says (the base class would spool a large body to a temporary file)."""
+
+    body_too_large = False
+
+    def gotLength(self, length: int | None) -> None:  # Twisted's name
+        if length is not None and length > MAX_BODY:
+            self.body_too_large = True
+        # always an in-memory buffer: at most MAX_BODY octets are ever written to it
+        self.content = io.BytesIO()
+
+    def handleContentChunk(self, data: bytes) -> None:  # Twisted's name
+        content = self.content
+        if content is None:
+            return
+        if self.body_too_large or content.tell() + len(data) > MAX_BODY:
+            self.body_too_large = True
+            return  # counted as too large, not kept
+        content.write(data)
+
+
+class ControlFactory(WrappingFactory):
+    """The site behind a connection limit (see module docstring)."""
+
+    def __init__(self, site: server.Site, max_connections: int = MAX_CONNECTIONS) -> None:
+        super().__init__(site)
+        self.site = site
+        self.max_connections = max_connections
+        self.refused = 0
+
+    def buildProtocol(self, addr: IAddress | None) -> Any:  # Twisted's name
+        if len(self.protocols) >= self.max_connections:
+            self.refused += 1
+            return None  # the connection is closed at once
+        return super().buildProtocol(addr)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Connections open and refused, requests refused (for ``engine_counter``)."""
+        out = {"connections": len(self.protocols), "connections_refused": self.refused}
+        res = self.site.resource
+        if isinstance(res, ControlResource):
+            out.update(res.counters)
+        return out
 
 
 def _loopback_host(host: str) -> bool:
@@ -129,6 +195,8 @@ def _refusal(request: Request) -> tuple[int, str] | None:
     tcp = not isinstance(request.getHost(), UNIXAddress)
     if tcp and (refusal := _browser_refusal(request)) is not None:
         return refusal
+    if getattr(request, "body_too_large", False):
+        return 413, f"request body larger than {MAX_BODY} octets"
     if request.method == b"POST" and request.content is not None:
         request.content.seek(0, 2)
         size = request.content.tell()
@@ -173,12 +241,23 @@ def _finish_error(request: Request, failure: Failure) -> None:
     _finish(request, code, {"error": str(exc)})
 
 
-def make_site(backend: ControlBackend) -> server.Site:
-    site = server.Site(ControlResource(backend))
+def make_site(backend: ControlBackend, *, timeout: float = IDLE_TIMEOUT) -> server.Site:
+    site = server.Site(ControlResource(backend), timeout=timeout)
+    site.requestFactory = BoundedRequest
     site.displayTracebacks = False
     site.noisy = False
     site.log = lambda request: None  # type: ignore[method-assign]
     return site
+
+
+def make_factory(
+    backend: ControlBackend,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    timeout: float = IDLE_TIMEOUT,
+) -> ControlFactory:
+    """What the daemon listens with: :func:`make_site` behind the connection limit."""
+    return ControlFactory(make_site(backend, timeout=timeout), max_connections)
 
 
 def endpoint_description(listen: str) -> str:

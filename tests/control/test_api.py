@@ -21,7 +21,7 @@ SERVER = textwrap.dedent(
     """
     import sys
     from twisted.internet import reactor, endpoints
-    from broker.control.api import make_site, endpoint_description, ApiError
+    from broker.control.api import make_factory, endpoint_description, ApiError
 
     class Backend:
         drained = False
@@ -44,7 +44,9 @@ SERVER = textwrap.dedent(
         def metrics_text(self): return "l2tp_broker_sessions 1\\n"
 
     ep = endpoints.serverFromString(reactor, endpoint_description(sys.argv[1]))
-    ep.listen(make_site(Backend())).addCallback(lambda _: print("READY", flush=True))
+    timeout = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
+    factory = make_factory(Backend(), max_connections=4, timeout=timeout)
+    ep.listen(factory).addCallback(lambda _: print("READY", flush=True))
     reactor.run()
     """
 )
@@ -58,9 +60,18 @@ def _free_port() -> int:
 
 @pytest.fixture(params=["tcp", "unix"])
 def control(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    listen = f"127.0.0.1:{_free_port()}" if request.param == "tcp" else f"unix:{tmp_path}/ctl.sock"
+    yield from _server(request.param, tmp_path, "60")
+
+
+@pytest.fixture
+def short_idle(tmp_path: Path) -> Iterator[str]:
+    yield from _server("tcp", tmp_path, "1")
+
+
+def _server(kind: str, tmp_path: Path, idle_timeout: str) -> Iterator[str]:
+    listen = f"127.0.0.1:{_free_port()}" if kind == "tcp" else f"unix:{tmp_path}/ctl.sock"
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, listen], stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", SERVER, listen, idle_timeout], stdout=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
     try:
@@ -155,3 +166,80 @@ def test_browser_shaped_requests_are_refused(control: str) -> None:
         assert _raw(control, "GET", "/sessions", {"Host": host}) == 403, host
         assert _raw(control, "POST", "/drain", {**JSON, "Host": host}, b"{}") == 403, host
     assert ControlClient(control).get("/status")["draining"] is False  # nothing got through
+
+
+def _connect(control: str) -> socket.socket:
+    if control.startswith("unix:"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(control[5:])
+    else:
+        host, _, port = control.rpartition(":")
+        s = socket.create_connection((host, int(port)))
+    s.settimeout(10)
+    return s
+
+
+def _response(s: socket.socket) -> bytes:
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+        if b"\r\n\r\n" in data:
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next(
+                (int(h.split(b":")[1]) for h in head.split(b"\r\n")
+                 if h.lower().startswith(b"content-length:")), None,
+            )  # fmt: skip
+            if length is not None and len(body) >= length:
+                break
+    return data
+
+
+def test_large_bodies_are_refused_without_being_kept(control: str) -> None:
+    head = "POST /drain HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    # a Content-Length far above the limit, the body streamed in full: counted, not buffered
+    with _connect(control) as s:
+        size = 4 << 20
+        s.sendall(f"{head}Content-Length: {size}\r\n\r\n".encode())
+        for _ in range(size // 65536):
+            s.sendall(b" " * 65536)
+        assert _response(s).startswith(b"HTTP/1.1 413")
+    # chunked (no Content-Length): refused once the chunks pass the limit
+    with _connect(control) as s:
+        s.sendall(f"{head}Transfer-Encoding: chunked\r\n\r\n".encode())
+        for _ in range(4):
+            s.sendall(b"800\r\n" + b" " * 0x800 + b"\r\n")
+        s.sendall(b"0\r\n\r\n")
+        assert _response(s).startswith(b"HTTP/1.1 413")
+    assert ControlClient(control).get("/status")["draining"] is False
+
+
+def test_connection_limit(control: str) -> None:
+    idle = [_connect(control) for _ in range(4)]  # the limit in SERVER (idle timeout 60 s)
+    try:
+        extra = _connect(control)  # accepted by the kernel, closed by the daemon at once
+        with extra:
+            assert extra.recv(1) == b""
+        with pytest.raises(ControlError):
+            ControlClient(control, timeout=5).get("/status")
+    finally:
+        for s in idle:
+            s.close()
+    assert poll(lambda: _status_ok(control), 10, 0.1)  # room again once they are closed
+
+
+def test_idle_connections_are_closed(short_idle: str) -> None:
+    idle = [_connect(short_idle) for _ in range(4)]
+    try:
+        for s in idle:  # closed by the daemon after its idle timeout (1 s in this server)
+            assert s.recv(1) == b""
+    finally:
+        for s in idle:
+            s.close()
+    assert _status_ok(short_idle)
+
+
+def _status_ok(control: str) -> bool:
+    try:
+        return ControlClient(control, timeout=5).get("/status")["node"] == "lac-t"
+    except ControlError:
+        return False
