@@ -22,9 +22,11 @@ CoA-Request is answered CoA-NAK with Error-Cause 405 Unsupported Service.
 
 Duplicates (same client address, port, Identifier and Request Authenticator within
 ``duplicate_window`` seconds, RFC 5080 section 2.2.2) get the cached answer again without
-calling the broker a second time. Proxy-State attributes are copied into the reply in order
-(RFC 5176 section 3); a State attribute is echoed (section 3.3); the reply carries a
-Message-Authenticator when the request did.
+calling the broker a second time; the cache holds at most ``max_cached`` answers (oldest
+forgotten first, counted in ``cache_evicted``: a duplicate of a forgotten request is then
+processed again, which a Disconnect tolerates). Proxy-State attributes are copied into the
+reply in order (RFC 5176 section 3); a State attribute is echoed (section 3.3); the reply
+carries a Message-Authenticator when the request did.
 """
 
 from __future__ import annotations
@@ -143,13 +145,17 @@ class DynAuthServer:
         find_and_disconnect: FindAndDisconnect,
         duplicate_window: float = 30.0,
         event_window: float = 300.0,
+        max_cached: int = 4096,
     ) -> None:
+        if max_cached < 1:
+            raise ValueError("max_cached must be >= 1")
         self._clients = {c.address: c for c in clients}
         self.nas_ip = nas_ip
         self.nas_identifier = nas_identifier
         self._find_and_disconnect = find_and_disconnect
         self.duplicate_window = duplicate_window
         self.event_window = event_window
+        self.max_cached = max_cached
         self._cache: OrderedDict[tuple[Address, int, bytes], tuple[float, bytes]] = OrderedDict()
         self._out: list[Reply] = []
         self._events: deque[DynAuthAnswered] = deque()
@@ -164,6 +170,7 @@ class DynAuthServer:
             "disconnect_nak": 0,
             "coa_nak": 0,
             "callback_error": 0,
+            "cache_evicted": 0,
         }
 
     # -- sans-I/O contract ---------------------------------------------------------------
@@ -222,6 +229,9 @@ class DynAuthServer:
             pkt.authenticator,
             add_message_authenticator=has_ma,
         )
+        while len(self._cache) >= self.max_cached:
+            self._cache.popitem(last=False)
+            self.counters["cache_evicted"] += 1
         self._cache[key] = (now, raw)
         self._out.append(Reply(addr, raw))
         self._events.append(

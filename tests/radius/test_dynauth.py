@@ -299,3 +299,34 @@ def test_golden_captured_disconnect_request() -> None:
     )
     srv2.receive_datagram(raw, ("10.0.0.10", 12345), NOW)
     assert srv2.datagrams_to_send(NOW) == [] and srv2.counters["bad_authenticator"] == 1
+
+
+def test_duplicate_cache_is_bounded_oldest_forgotten_first() -> None:
+    b = Broker()
+    srv = DynAuthServer(
+        [CLIENT], nas_ip="192.0.2.1", nas_identifier="lac-1", find_and_disconnect=b,
+        max_cached=3,
+    )  # fmt: skip
+    reqs = [ask(srv, [USER], ident=i)[0] for i in range(5)]
+    assert len(srv._cache) == 3 and srv.counters["cache_evicted"] == 2
+    srv.receive_datagram(reqs[4], ADDR, NOW)  # still cached: answered from the cache
+    assert srv.counters["duplicates"] == 1 and len(b.calls) == 5
+    srv.receive_datagram(reqs[0], ADDR, NOW)  # forgotten: processed again, still answered
+    assert len(srv.datagrams_to_send(NOW)) == 2 and len(b.calls) == 6
+    assert len(srv._cache) == 3
+    with pytest.raises(ValueError):
+        DynAuthServer([CLIENT], nas_ip=None, nas_identifier=None, find_and_disconnect=b,
+                      max_cached=0)  # fmt: skip
+
+
+@given(idents=st.lists(st.integers(0, 255), max_size=300), size=st.integers(1, 40))
+@settings(max_examples=50, deadline=None)
+def test_duplicate_cache_never_exceeds_its_bound(idents: list[int], size: int) -> None:
+    srv = DynAuthServer(
+        [CLIENT], nas_ip="192.0.2.1", nas_identifier="lac-1", find_and_disconnect=Broker(),
+        max_cached=size,
+    )  # fmt: skip
+    for i, ident in enumerate(idents):
+        req = encode_request(Code.DISCONNECT_REQUEST, ident, [USER], CLIENT.secret)
+        srv.receive_datagram(req, ADDR, NOW + i * 0.01)
+        assert len(srv._cache) <= size
