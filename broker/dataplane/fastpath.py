@@ -96,6 +96,16 @@ TP_STATUS_USER = 1
 TP_STATUS_COPY = 2
 #: struct tpacket2_hdr: tp_status, tp_len, tp_snaplen, tp_mac (little-endian host, x86/arm).
 _TP2_HDR = struct.Struct("=IIIH")
+#: tp_status, tp_snaplen, tp_mac of struct tpacket2_hdr
+_TP2_STATUS_SNAP_MAC = struct.Struct("=I4xIH")
+#: A whole TPACKET_V2 transmit slot header (tp_status = SEND_REQUEST, tp_len, the rest zero)
+#: followed by the Ethernet + PPPoE header up to LENGTH (18 octets) and LENGTH (two octets,
+#: network order): one write per subscriber-bound frame before its PPP payload.
+_TX_SLOT_PFX = struct.Struct(f"=II{TX_DATA - 8}x18sBB")
+#: From the IPv4 header of an L2TP ring frame with a 20-octet IP header: version/IHL, flags +
+#: fragment offset, source address + destination address + UDP source port (10 octets), UDP
+#: length, and the first 8 octets of the L2TP header.
+_RING_IPUDP = struct.Struct("!B5xH4x10s2xH2x8s")
 _ZERO32 = b"\0\0\0\0"
 #: Headroom asked in every ring slot (PACKET_RESERVE) so a direct-egress header fits in front.
 RING_RESERVE = 64
@@ -387,6 +397,9 @@ class FastEntry:
     #: ``peer`` as it appears in an IPv4/UDP header (address + port, 6 octets), or b"" when
     #: it is not an IPv4 address: data messages from any other source are dropped
     src: bytes = b""
+    #: source address, our L2TP address, source port (10 octets of an IPv4/UDP header): what
+    #: :meth:`FastSplice.read_l2tp_ring` compares in one go (b"" until the address is known)
+    ring_src: bytes = b""
 
 
 class FastSplice:
@@ -447,6 +460,8 @@ class FastSplice:
         self._flush_call: Any = None
         self._egress_socks: dict[str, Any] = {}
         self._local: tuple[str, int] | None = None
+        #: our L2TP address (4 octets) as the L2TP ring's datagrams carry it, once known
+        self._ring_addr = b""
         self._reasm = Reassembler()
         self.counters: dict[str, int] = {
             "unknown_downstream": 0,
@@ -516,6 +531,7 @@ class FastSplice:
             eth_tx=self._eth_tx.get(interface),
             src=_packed_source(str(peer[0]), int(peer[1])),
         )
+        entry.ring_src = self._ring_src(entry.src)
         key = self._up_key(mac, pppoe_session_id)
         self._up.setdefault(interface, {})[key] = entry
         local = self._local_mac.get(interface)
@@ -551,6 +567,19 @@ class FastSplice:
     def owns(self, interface: str, mac: bytes, pppoe_session_id: int) -> bool:
         table = self._up.get(interface)
         return table is not None and self._up_key(mac, pppoe_session_id) in table
+
+    def set_l2tp_address(self, address: str | None) -> None:
+        """The IPv4 address the L2TP ring's datagrams are sent to (:meth:`open_l2tp_ring`
+        sets it): with it known, :meth:`read_l2tp_ring` checks a datagram's source and
+        destination with one comparison."""
+        self._ring_addr = b"" if address is None else socket.inet_aton(address)
+        for entry in self._by_call.values():
+            entry.ring_src = self._ring_src(entry.src)
+
+    def _ring_src(self, src: bytes) -> bytes:
+        if not src or not self._ring_addr:
+            return b""
+        return src[:4] + self._ring_addr + src[4:6]
 
     @staticmethod
     def _up_key(mac: bytes, pppoe_session_id: int) -> bytes:
@@ -1091,19 +1120,25 @@ class FastSplice:
         (data message to our address and port, unfragmented); the UDP length, not the slot
         length, bounds the message (short frames are padded). Same splicing, counters and
         ``on_tunnels`` as :meth:`read_l2tp`.
+
+        The common case (20-octet IPv4 header, not a fragment, the one-lookup data header,
+        the session's own source and our address, a free transmit-ring slot) is handled
+        inline with one unpack of the slot's headers; every other slot goes through
+        :meth:`_l2tp_ring_slot`.
         """
         m = ring.map
         fs = ring.frame_size
         nr = ring.frame_nr
         idx = ring.index
-        buf = self._buf
         down8 = self._down8
-        counters = self.counters
-        unpack_hdr = _TP2_HDR.unpack_from
-        pack_pfx = _PFX_LEN.pack_into
-        pack_req = _TX_REQ.pack_into
+        unpack_meta = _TP2_STATUS_SNAP_MAC.unpack_from
+        unpack_ip = _RING_IPUDP.unpack_from
+        pack_slot = _TX_SLOT_PFX.pack_into
+        slot = self._l2tp_ring_slot
+        zero = _ZERO32
         seen: set[int] = set()
         seen_add = seen.add
+        last_tunnel = -1
         # the transmit ring in use, its state kept in locals (written back before any other
         # path may use the ring, and at the end)
         cur: TxRing | None = None
@@ -1113,33 +1148,21 @@ class FastSplice:
         limit = self.budget if budget is None else budget
         while read < limit:
             off = idx * fs
-            if not m[off] & TP_STATUS_USER:
+            if not m[off] & 1:  # TP_STATUS_USER (read before the rest of the slot)
                 break
-            status, _, snap, mac = unpack_hdr(m, off)
-            base = off + mac
             read += 1
-            u = base + 14 + ((m[base + 14] & 15) << 2)  # the UDP header
-            a = u + 8  # the L2TP header
-            n = ((m[u + 4] << 8) | m[u + 5]) - 8
-            entry = None
-            if status & TP_STATUS_COPY or m[base + 20] & 0x3F or m[base + 21]:
-                pass  # longer than a slot (the whole frame is queued), or a fragment
-            elif n < 8 or a + n > base + snap:
-                if n < 1 or a + n > base + snap:
-                    counters["truncated_frames"] += 1
-                    status = -1
-            else:
-                entry = down8.get(m[a : a + 8])
-                if entry is not None and m[base + 26 : base + 30] + m[u : u + 2] != entry.src:
-                    counters["spoofed_downstream"] += 1
-                    entry = None
-                    status = -1
-            if entry is not None:
-                seen_add(entry.tunnel_id)
-                length = n - 8
-                c = entry.c
-                c[2] += length
-                c[3] += 1
+            status, snap, mac = unpack_meta(m, off)
+            base = off + mac
+            vihl, frag, src, ulen, key = unpack_ip(m, base + 14)
+            entry = down8.get(key)
+            if (
+                entry is not None
+                and vihl == 0x45
+                and not status & 2  # TP_STATUS_COPY
+                and not frag & 0x3FFF
+                and 16 <= ulen <= snap - 34
+                and src == entry.ring_src
+            ):
                 tx = entry.eth_tx
                 if tx is not cur:
                     if cur is not None:
@@ -1149,43 +1172,42 @@ class FastSplice:
                     cur = tx
                     if tx is not None:
                         tm, tidx, tfs, tnr = tx.map, tx.index, tx.frame_size, tx.frame_nr
-                        tmax = tx.data_max
-                prefix = entry.eth_prefix
+                        tmax = tx.data_max - 20
+                length = ulen - 16
                 toff = tidx * tfs
-                if (
-                    tx is not None
-                    and prefix is not None
-                    and length + 20 <= tmax
-                    and not tm[toff] & 7
-                ):
-                    d = toff + TX_DATA
-                    pack_pfx(tm, d, prefix, length)
-                    tm[d + 20 : d + 20 + length] = m[a + 8 : a + n]
-                    pack_req(tm, toff, 1, length + 20)  # SEND_REQUEST, tp_len
+                prefix = entry.eth_prefix
+                if tx is not None and prefix is not None and length <= tmax and not tm[toff] & 7:
+                    tunnel = entry.tunnel_id
+                    if tunnel != last_tunnel:
+                        seen_add(tunnel)
+                        last_tunnel = tunnel
+                    c = entry.c
+                    c[2] += length
+                    c[3] += 1
+                    # the kernel reads a TX slot only during our own send: order is free;
+                    # the PPP frame goes after the slot header and PPPoE header (TX_DATA + 20)
+                    pack_slot(tm, toff, 1, length + 20, prefix, length >> 8, length & 255)
+                    tm[toff + 52 : toff + 52 + length] = m[base + 50 : base + 50 + length]
                     tidx += 1
                     if tidx == tnr:
                         tidx = 0
                     tpend += 1
-                else:
-                    if cur is not None:
-                        cur.index = tidx
-                        cur.pending += tpend
-                        tpend = 0
-                        cur = None
-                    buf[28 : 28 + length] = m[a + 8 : a + n]
-                    self._send_down(entry, 28, 28 + length)
-            elif status != -1:
-                if cur is not None:
-                    cur.index = tidx
-                    cur.pending += tpend
-                    tpend = 0
-                    cur = None
-                if status & TP_STATUS_COPY or m[base + 20] & 0x3F or m[base + 21]:
-                    self._l2tp_slow(ring, status, m[base : base + snap])
-                else:  # header bits, no FF 03, unknown: the general parser
-                    buf[_HEADROOM : _HEADROOM + n] = m[a : a + n]
-                    self._downstream_at(n, m[base + 26 : base + 30] + m[u : u + 2])
-            m[off : off + 4] = _ZERO32
+                    if status < 256:  # flags only in the low octet (no GSO, no timestamps)
+                        m[off] = 0
+                    else:
+                        m[off : off + 4] = zero
+                    idx += 1
+                    if idx == nr:
+                        idx = 0
+                    continue
+            if cur is not None:
+                cur.index = tidx
+                cur.pending += tpend
+                tpend = 0
+                cur = None
+            slot(ring, off, seen)
+            last_tunnel = -1
+            m[off : off + 4] = zero
             idx += 1
             if idx == nr:
                 idx = 0
@@ -1199,8 +1221,39 @@ class FastSplice:
             try:
                 on_tunnels(seen)
             except Exception:
-                counters["callback_errors"] += 1
+                self.counters["callback_errors"] += 1
         return read
+
+    def _l2tp_ring_slot(self, ring: PacketRing, off: int, seen: set[int]) -> None:
+        """One slot of the L2TP ring the inline path of :meth:`read_l2tp_ring` did not take:
+        an IPv4 header with options, a fragment, a frame longer than the slot, a truncated or
+        spoofed datagram, other data header bits, a full transmit ring."""
+        m = ring.map
+        counters = self.counters
+        status, _, snap, mac = _TP2_HDR.unpack_from(m, off)
+        base = off + mac
+        u = base + 14 + ((m[base + 14] & 15) << 2)  # the UDP header
+        a = u + 8  # the L2TP header
+        n = ((m[u + 4] << 8) | m[u + 5]) - 8
+        fragment = status & TP_STATUS_COPY or m[base + 20] & 0x3F or m[base + 21]
+        if not fragment and (n < 1 or a + n > base + snap):
+            counters["truncated_frames"] += 1
+            return
+        if fragment:  # longer than a slot (the whole frame is queued), or a fragment
+            self._l2tp_slow(ring, status, m[base : base + snap])
+            return
+        entry = self._down8.get(m[a : a + 8]) if n >= 8 else None
+        if entry is None:  # header bits, no FF 03, unknown: the general parser
+            self._buf[_HEADROOM : _HEADROOM + n] = m[a : a + n]
+            self._downstream_at(n, m[base + 26 : base + 30] + m[u : u + 2])
+            return
+        if m[base + 26 : base + 30] + m[u : u + 2] != entry.src:
+            counters["spoofed_downstream"] += 1
+            return
+        seen.add(entry.tunnel_id)
+        length = n - 8
+        self._buf[28 : 28 + length] = m[a + 8 : a + n]
+        self._deliver(entry, 28, 28 + length)
 
     def _l2tp_slow(self, ring: PacketRing, status: int, frame: bytes) -> None:
         """A ring frame the fast loop does not take: a fragment (reassembled here; the UDP
@@ -1272,6 +1325,7 @@ class FastSplice:
             return None
         self._filtered.append(usock)
         self._l2tp_port = int(port)
+        self.set_l2tp_address(str(addr))
         self._own_socks.append(rsock)
         self._l2tp_ring = pring
         return pring
@@ -1454,6 +1508,7 @@ class FastSplice:
         self._own_socks.clear()
         self._l2tp_sock = None
         self._eth_socks.clear()
+        self.set_l2tp_address(None)
         self.auto_direct = False
         self._egress_tried.clear()
         if self._flush_call is not None:

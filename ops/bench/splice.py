@@ -354,6 +354,7 @@ def micro(n: int = 2048, rounds: int = 15) -> dict[str, float]:
     )  # fmt: skip
     sp.bind_ethernet("eth1", Nowhere(), local)  # type: ignore[arg-type]
     sp.bind_l2tp(Nowhere())  # type: ignore[arg-type]
+    sp.set_l2tp_address(BRK_IP)  # what open_l2tp_ring does
     down_tx = tx_ring()
     sp.bind_ethernet_tx("eth1", down_tx)
     ppp = ppp_frame(100)

@@ -7,6 +7,7 @@ from collections import deque
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -582,12 +583,16 @@ def as_send_eth(frame: bytes) -> tuple[str, bytes, int, bytes]:
     return ("eth1", frame[:6], struct.unpack_from("!H", frame, 12)[0], frame[14:])
 
 
-def ip_frame(datagram: bytes, pad_to: int = 60, src: tuple[str, int] = LNS) -> bytes:
-    """Ethernet + IPv4 + UDP around an L2TP datagram, padded like a short Ethernet frame."""
+def ip_frame(
+    datagram: bytes, pad_to: int = 60, src: tuple[str, int] = LNS, options: bytes = b""
+) -> bytes:
+    """Ethernet + IPv4 (+ ``options``, a multiple of 4 octets) + UDP around an L2TP
+    datagram, padded like a short Ethernet frame."""
     udp = struct.pack("!HHHH", src[1], 1701, 8 + len(datagram), 0) + datagram
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
-                     socket.inet_aton(src[0]), socket.inet_aton("198.51.100.1"))  # fmt: skip
-    frame = LOCAL + b"\x04" * 6 + b"\x08\x00" + ip + udp
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45 + len(options) // 4, 0, 20 + len(options) + len(udp),
+                     0, 0x4000, 64, 17, 0, socket.inet_aton(src[0]),
+                     socket.inet_aton("198.51.100.1"))  # fmt: skip
+    frame = LOCAL + b"\x04" * 6 + b"\x08\x00" + ip + options + udp
     return frame + b"\x00" * max(0, pad_to - len(frame))
 
 
@@ -612,9 +617,17 @@ down_ops = st.lists(
 )
 
 
-@settings(max_examples=100, deadline=None)
-@given(down_ops, st.sampled_from(["downstream", "read_l2tp", "l2tp_ring"]))
-def test_tx_ring_and_l2tp_ring_match_userspace_splice(ops: list[Any], path: str) -> None:
+@settings(max_examples=150, deadline=None)
+@given(
+    down_ops,
+    st.sampled_from(["downstream", "read_l2tp", "l2tp_ring", "l2tp_ring_addr"]),
+    st.sampled_from([b"", b"\x01\x01\x01\x00"]),
+)
+def test_tx_ring_and_l2tp_ring_match_userspace_splice(
+    ops: list[Any], path: str, options: bytes
+) -> None:
+    """Every path, the L2TP ring with and without our address known (the inline path needs
+    it) and with IP options (never inline), sends and counts what UserspaceSplice does."""
     if path == "read_l2tp":  # shorter datagrams go to the control path there (by design)
         ops = [op for op in ops if len(downstream_op(*op)) >= 6]
     ref_out: list[Any] = []
@@ -635,7 +648,10 @@ def test_tx_ring_and_l2tp_ring_match_userspace_splice(ops: list[Any], path: str)
         udp.rx.extend((downstream_op(*op), LNS) for op in ops)
         assert sp.read_l2tp(udp, None, None, lambda t: noted.append(set(t))) == len(ops)
     else:
-        ring = fake_ring([(ip_frame(downstream_op(*op)), TP_STATUS_USER) for op in ops], nr=16)
+        if path == "l2tp_ring_addr":
+            sp.set_l2tp_address("198.51.100.1")
+        frames = [ip_frame(downstream_op(*op), options=options) for op in ops]
+        ring = fake_ring([(f, TP_STATUS_USER) for f in frames], nr=16)
         assert sp.read_l2tp_ring(ring, lambda t: noted.append(set(t))) == len(ops)
         assert ring.index == len(ops) % 16
     assert [as_send_eth(f) for f in kernel_send(tx)] == ref_out
@@ -810,8 +826,12 @@ def test_install_direct_lookup_errors_are_counted() -> None:
     assert sp.counters["callback_errors"] == 1 and not sp.features["direct_egress"]
 
 
-def test_l2tp_ring_switches_between_transmit_rings_and_falls_back_when_full() -> None:
+@pytest.mark.parametrize("address", [None, "198.51.100.1"])
+def test_l2tp_ring_switches_between_transmit_rings_and_falls_back_when_full(
+    address: str | None,
+) -> None:
     sp, _, _ = make()
+    sp.set_l2tp_address(address)
     sp.attach(
         call_id=8, interface="eth2", mac=MAC, pppoe_session_id=0x2222, tunnel_id=11,
         session_id=23, peer_tunnel_id=1, peer_session_id=2, peer=LNS, sequencing=False,
@@ -888,15 +908,53 @@ def test_data_from_anyone_but_the_sessions_lns_is_dropped_on_every_path() -> Non
     datagrams = [(data_msg(ppp), who) for who in STRANGERS] + [(seq, STRANGERS[0])]
     assert sp.read_l2tp(FakeUdpSocket([*datagrams, (data_msg(ppp), LNS)])) == 4
     assert len(eth.sent) == 1 and sp.counters["spoofed_downstream"] == 3
-    # the L2TP receive ring, fast lookup and general parser
+    # the L2TP receive ring, inline path (our address known), fast lookup, general parser
+    for address in (None, "198.51.100.1"):
+        sp, _, _ = make()
+        sp.set_l2tp_address(address)
+        eth, tx = FakePacketSocket(), fake_tx()
+        sp.bind_ethernet("eth1", eth, LOCAL)
+        sp.bind_ethernet_tx("eth1", tx)
+        frames = [ip_frame(data_msg(ppp), src=who) for who in STRANGERS]
+        frames += [ip_frame(seq, src=STRANGERS[1]), ip_frame(data_msg(ppp))]
+        ring = fake_ring([(f, TP_STATUS_USER) for f in frames], nr=8)
+        assert sp.read_l2tp_ring(ring) == 4
+        assert [f[20:] for f in kernel_send(tx)] == [ppp]
+        assert sp.counters["spoofed_downstream"] == 3
+        assert sp.counters_for(7)["output_packets"] == 1
+
+
+def test_l2tp_ring_takes_common_datagrams_inline_once_our_address_is_known(
+    monkeypatch: Any,
+) -> None:
+    """With the address known (open_l2tp_ring sets it), plain data messages from the
+    session's LNS never reach the per-slot path; the address applies to calls attached before
+    and after it is set, and uninstall forgets it."""
     sp, _, _ = make()
-    eth, tx = FakePacketSocket(), fake_tx()
+    sp.set_l2tp_address("198.51.100.1")
+    sp.attach(
+        call_id=8, interface="eth1", mac=MAC, pppoe_session_id=0x2222, tunnel_id=12,
+        session_id=23, peer_tunnel_id=1, peer_session_id=2, peer=LNS, sequencing=False,
+    )  # fmt: skip
+    src = socket.inet_aton(LNS[0]) + socket.inet_aton("198.51.100.1") + b"\x06\xa5"
+    assert sp._by_call[7].ring_src == sp._by_call[8].ring_src == src
+    eth, tx = FakePacketSocket(), fake_tx(nr=8)
     sp.bind_ethernet("eth1", eth, LOCAL)
     sp.bind_ethernet_tx("eth1", tx)
-    frames = [ip_frame(data_msg(ppp), src=who) for who in STRANGERS]
-    frames += [ip_frame(seq, src=STRANGERS[1]), ip_frame(data_msg(ppp))]
-    ring = fake_ring([(f, TP_STATUS_USER) for f in frames], nr=8)
-    assert sp.read_l2tp_ring(ring) == 4
-    assert [f[20:] for f in kernel_send(tx)] == [ppp]
-    assert sp.counters["spoofed_downstream"] == 3
-    assert sp.counters_for(7)["output_packets"] == 1
+
+    def no_slot(*args: Any) -> None:
+        raise AssertionError("per-slot path taken")
+
+    monkeypatch.setattr(sp, "_l2tp_ring_slot", no_slot)
+    msgs = [data_msg(b"\x00\x21" + bytes([i]) * i, tunnel=11 + i % 2, session=22 + i % 2)
+            for i in range(6)]  # fmt: skip
+    ring = fake_ring([(ip_frame(m), TP_STATUS_USER) for m in msgs], nr=8)
+    noted: list[set[int]] = []
+    assert sp.read_l2tp_ring(ring, lambda t: noted.append(set(t))) == 6
+    assert [f[20:] for f in kernel_send(tx)] == [m[8:] for m in msgs]
+    assert noted == [{11, 12}] and ring.index == 6
+    assert sp.counters_for(7) == {
+        "input_octets": 0, "input_packets": 0, "output_octets": 2 + 4 + 6, "output_packets": 3
+    }  # fmt: skip
+    sp.uninstall()
+    assert sp._by_call[7].ring_src == b""
