@@ -8,6 +8,8 @@
   accounting, a Disconnect-Request, SIGTERM), no configured secret appears in its log, its
   control API or /metrics, raw, hex or base64;
 - limits a peer can run into (PPPoE sessions) hold at their bound;
+- a control socket the daemon's user may not create makes ``run`` exit 3 naming the
+  address and the reason, before anything else starts;
 - the systemd unit verifies and its sandboxing options are in place.
 """
 
@@ -18,6 +20,7 @@ import contextlib
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -214,6 +217,53 @@ def test_without_cap_net_raw_exits_3_with_a_clear_message() -> None:
         for ns in (a, b):
             if ns is not None:
                 ns.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_control_socket_without_permission_exits_3_naming_address_and_reason() -> None:
+    _require()
+    base = Path(tempfile.mkdtemp(prefix="hardening-ctl-"))
+    try:
+        os.chmod(base, 0o755)  # root's: the daemon's user may not create its socket here
+        shutil.copytree(ROOT / "policies", base / "policies")
+        for p in (base / "policies").rglob("*"):
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        state = base / "state"
+        state.mkdir()
+        os.chown(state, *NOBODY)
+        secret = base / "radius.secret"
+        secret.write_text("hardening-ctl-secret\n")
+        os.chmod(secret, 0o600)
+        os.chown(secret, *NOBODY)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            l2tp_port = s.getsockname()[1]
+        config = base / "broker.yaml"
+        config.write_text(
+            f"l2tp: {{listen: 127.0.0.1, port: {l2tp_port}}}\n"
+            "radius:\n  nas_ip: 127.0.0.1\n  bind: 127.0.0.1\n"
+            f"  servers: [{{name: r, address: 127.0.0.1, port: 1812, secret: 'file:{secret}'}}]\n"
+            f"policies: {base / 'policies'}\nstate_dir: {state}\n"
+            f"control: unix:{base}/control.sock\n"
+        )
+        os.chmod(config, 0o644)
+        cmd = unprivileged(
+            [venv_python(), "-m", "broker", "run", "-c", str(config)], *NOBODY,
+            "+net_raw,+net_admin",
+        )  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT),
+            env=dict(os.environ, PYTHONPATH=str(ROOT)), start_new_session=True,
+        )  # fmt: skip
+        try:
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            stop_process(proc)
+        assert proc.returncode == 3, out[-2000:]
+        assert f"control API cannot listen on unix:{base}/control.sock: Permission denied" in out
+        assert "Traceback" not in out and "hardening-ctl-secret" not in out, out[-2000:]
+        assert not (base / "control.sock").exists()
+    finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
