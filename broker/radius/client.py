@@ -68,6 +68,7 @@ def _ipv4(text: str) -> bytes:
 
 _PROXY_STATE = int(Attr.PROXY_STATE)
 
+
 @dataclass(frozen=True, slots=True)
 class RadiusServer:
     """One RADIUS authentication server. ``timeout`` is one wait per try (retries = len - 1)."""
