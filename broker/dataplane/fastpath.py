@@ -55,6 +55,7 @@ from typing import Any, Protocol
 
 from broker.dataplane.rings import (
     _TPACKET_REQ,
+    _VNET_LINEAR,
     TX_DATA,
     Reassembler,
     TxRing,
@@ -102,6 +103,9 @@ _TP2_STATUS_SNAP_MAC = struct.Struct("=I4xIH")
 #: followed by the Ethernet + PPPoE header up to LENGTH (18 octets) and LENGTH (two octets,
 #: network order): one write per subscriber-bound frame before its PPP payload.
 _TX_SLOT_PFX = struct.Struct(f"=II{TX_DATA - 8}x18sBB")
+#: The same with the virtio_net_hdr of :func:`~broker.dataplane.rings.vnet_linear` (its
+#: ``hdr_len``) between the slot header and the Ethernet header.
+_TX_SLOT_VNET_PFX = struct.Struct(f"=II{TX_DATA - 8}x2xH6x18sBB")
 #: From the IPv4 header of an L2TP ring frame with a 20-octet IP header: version/IHL, flags +
 #: fragment offset, source address + destination address + UDP source port (10 octets), UDP
 #: length, and the first 8 octets of the L2TP header.
@@ -115,6 +119,7 @@ _SLOT_META = 52
 _DIRECT_HDR = 52
 _VNET_HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start/offset
 _U16 = struct.Struct("!H")
+_U16LE = struct.Struct("<H")
 _U16X2 = struct.Struct("!HH")
 _PFX_LEN = struct.Struct("!18sH")  # Ethernet + PPPoE header up to LENGTH, then LENGTH
 #: tpacket2_hdr tp_status + tp_len in one write: the kernel reads a TX slot only during our
@@ -258,6 +263,9 @@ class DirectPath:
         y = self.ph_sum + udp_len
         y = (y & 0xFFFF) + (y >> 16)
         y = (y & 0xFFFF) + (y >> 16)
+        # virtio_net_hdr.hdr_len: the whole frame, copied into the socket buffer's linear area
+        # (see broker.dataplane.rings.vnet_linear)
+        _U16LE.pack_into(m, hs + 2, 34 + udp_len)
         _U16.pack_into(m, hs + 26, udp_len + 20)
         _U16.pack_into(m, hs + 34, ~x & 0xFFFF)
         _U16X2.pack_into(m, hs + 48, udp_len, y)
@@ -627,13 +635,25 @@ class FastSplice:
             except OSError:  # no CAP_NET_ADMIN: as much as net.core.wmem_max allows
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, TX_SNDBUF)
-            tx = TxRing(sock)
+            tx = TxRing(sock, vnet_hdr=vnet_hdr)
         except (OSError, ValueError):
             sock.close()
             raise
         self._own_socks.append(sock)
         self._tx_rings.append(tx)
         return tx
+
+    def _open_eth_tx(self, interface: str) -> None:
+        """A transmit ring for subscriber-bound frames on ``interface``: with virtio_net_hdr
+        (frames copied whole into the socket buffer, see :func:`~broker.dataplane.rings.
+        vnet_linear`) where the kernel allows it, else without; none if it refuses both."""
+        for vnet_hdr in (True, False):
+            try:
+                tx = self._open_tx(interface, vnet_hdr=vnet_hdr)
+            except (OSError, ValueError):
+                continue
+            self.bind_ethernet_tx(interface, tx)
+            return
 
     def _find_egress(self, peer: tuple[str, int]) -> None:
         """Ask ``egress_lookup`` for a direct path to ``peer`` (at most once a minute per LNS
@@ -822,14 +842,17 @@ class FastSplice:
         prefix = entry.eth_prefix
         sock = self._eth_socks.get(entry.interface)
         tx = entry.eth_tx
-        if prefix is not None and tx is not None and length + 20 <= tx.data_max:
+        if prefix is not None and tx is not None and length + 20 + tx.vnet <= tx.data_max:
             tm = tx.map
             toff = tx.index * tx.frame_size
             if not tm[toff] & 7:
                 d = toff + TX_DATA
+                if tx.vnet:
+                    _VNET_LINEAR.pack_into(tm, d, length + 20)
+                    d += tx.vnet
                 _PFX_LEN.pack_into(tm, d, prefix, length)
                 tm[d + 20 : d + 20 + length] = self._buf[pos:end]
-                _TX_REQ.pack_into(tm, toff, 1, length + 20)  # SEND_REQUEST, tp_len
+                _TX_REQ.pack_into(tm, toff, 1, d + 20 + length - toff - TX_DATA)
                 tx.index = (tx.index + 1) % tx.frame_nr
                 tx.pending += 1
                 return
@@ -1134,6 +1157,7 @@ class FastSplice:
         unpack_meta = _TP2_STATUS_SNAP_MAC.unpack_from
         unpack_ip = _RING_IPUDP.unpack_from
         pack_slot = _TX_SLOT_PFX.pack_into
+        pack_vslot = _TX_SLOT_VNET_PFX.pack_into
         slot = self._l2tp_ring_slot
         zero = _ZERO32
         seen: set[int] = set()
@@ -1143,7 +1167,7 @@ class FastSplice:
         # path may use the ring, and at the end)
         cur: TxRing | None = None
         tm: Any = None
-        tidx = tfs = tnr = tmax = tpend = 0
+        tidx = tfs = tnr = tmax = tpend = tvnet = 0
         read = 0
         limit = self.budget if budget is None else budget
         while read < limit:
@@ -1172,7 +1196,8 @@ class FastSplice:
                     cur = tx
                     if tx is not None:
                         tm, tidx, tfs, tnr = tx.map, tx.index, tx.frame_size, tx.frame_nr
-                        tmax = tx.data_max - 20
+                        tvnet = tx.vnet
+                        tmax = tx.data_max - 20 - tvnet
                 length = ulen - 16
                 toff = tidx * tfs
                 prefix = entry.eth_prefix
@@ -1185,9 +1210,17 @@ class FastSplice:
                     c[2] += length
                     c[3] += 1
                     # the kernel reads a TX slot only during our own send: order is free;
-                    # the PPP frame goes after the slot header and PPPoE header (TX_DATA + 20)
-                    pack_slot(tm, toff, 1, length + 20, prefix, length >> 8, length & 255)
-                    tm[toff + 52 : toff + 52 + length] = m[base + 50 : base + 50 + length]
+                    # the PPP frame goes after the slot header (TX_DATA), the virtio_net_hdr
+                    # if the ring has one, and the PPPoE header (20)
+                    if tvnet:
+                        pack_vslot(
+                            tm, toff, 1, length + 30, length + 20, prefix, length >> 8,
+                            length & 255,
+                        )  # fmt: skip
+                        tm[toff + 62 : toff + 62 + length] = m[base + 50 : base + 50 + length]
+                    else:
+                        pack_slot(tm, toff, 1, length + 20, prefix, length >> 8, length & 255)
+                        tm[toff + 52 : toff + 52 + length] = m[base + 50 : base + 50 + length]
                     tidx += 1
                     if tidx == tnr:
                         tidx = 0
@@ -1399,8 +1432,7 @@ class FastSplice:
                     continue
                 self.bind_ethernet(ifname, reader.sock, bytes(raw_port.local_mac[ifname]))
                 if tx_ring and ifname not in self._eth_tx:
-                    with contextlib.suppress(OSError, ValueError):
-                        self.bind_ethernet_tx(ifname, self._open_tx(ifname))
+                    self._open_eth_tx(ifname)
                 pring: PacketRing | None = None
                 if ring:
                     try:

@@ -23,6 +23,7 @@ import struct
 from typing import Any
 
 __all__ = [
+    "VNET_HDR_LEN",
     "Reassembler",
     "TxRing",
     "attach_filter",
@@ -36,6 +37,7 @@ SOL_PACKET = 263
 PACKET_VERSION = 10
 PACKET_TX_RING = 13
 PACKET_LOSS = 14
+PACKET_VNET_HDR = 15
 PACKET_QDISC_BYPASS = 20
 TPACKET_V2 = 1
 #: tpacket2_hdr.tp_status values on a transmit ring.
@@ -73,6 +75,18 @@ def map_ring(sock: Any, option: int, frame_size: int, geometry: tuple[int, int, 
 
 _U32 = struct.Struct("=I")
 _SEND_REQUEST = _U32.pack(TP_STATUS_SEND_REQUEST)
+#: struct virtio_net_hdr (linux/virtio_net.h, native order on a packet socket): no checksum
+#: offload, no GSO, ``hdr_len`` = the whole frame, so the kernel copies the frame into the
+#: socket buffer's linear area instead of attaching the ring's pages as fragments (pages a
+#: forwarding device such as veth must then copy again, one page allocation per frame).
+VNET_HDR_LEN = 10
+_VNET_LINEAR = struct.Struct("=2xH6x")
+
+
+def vnet_linear(frame_len: int) -> bytes:
+    """The virtio_net_hdr for a frame of ``frame_len`` octets sent whole (see above)."""
+    return _VNET_LINEAR.pack(frame_len)
+
 
 # classic BPF (linux/filter.h, linux/bpf_common.h)
 _LD, _LDX, _RET, _JMP = 0x00, 0x01, 0x06, 0x05
@@ -250,12 +264,24 @@ class TxRing:
     a malformed frame. ``qdisc_bypass`` (PACKET_QDISC_BYPASS) skips the interface's queueing
     discipline: off by default, so traffic control (shaping subscribers with ``tc``) still
     applies to what the splice sends; on a ``noqueue`` device (veth) it changes nothing.
+
+    With ``vnet_hdr`` (PACKET_VNET_HDR) every slot's data starts with a virtio_net_hdr
+    (``vnet`` = :data:`VNET_HDR_LEN` octets, then the frame): :meth:`put` writes one that has
+    the kernel copy the frame whole (:func:`vnet_linear`); other writers write their own.
     """
 
-    __slots__ = ("data_max", "frame_nr", "frame_size", "index", "map", "pending", "sock")
+    __slots__ = (
+        "data_max", "frame_nr", "frame_size", "index", "map", "pending", "sock", "vnet",
+    )  # fmt: skip
 
     def __init__(
-        self, sock: Any, frame_size: int = 2048, frame_nr: int = 1024, *, qdisc_bypass: bool = False
+        self,
+        sock: Any,
+        frame_size: int = 2048,
+        frame_nr: int = 1024,
+        *,
+        qdisc_bypass: bool = False,
+        vnet_hdr: bool = False,
     ) -> None:
         geometry = ring_geometry(frame_size, frame_nr)
         self.sock = sock
@@ -264,6 +290,9 @@ class TxRing:
         self.data_max = frame_size - TX_DATA
         self.index = 0
         self.pending = 0
+        self.vnet = VNET_HDR_LEN if vnet_hdr else 0
+        if vnet_hdr:  # before the ring exists (EBUSY after)
+            sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
         sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
         sock.setsockopt(SOL_PACKET, PACKET_LOSS, 1)
         if qdisc_bypass:
@@ -280,10 +309,13 @@ class TxRing:
         n = len(frame)
         m = self.map
         off = self.index * self.frame_size
-        if n > self.data_max or m[off] & 7:
+        vnet = self.vnet
+        if n + vnet > self.data_max or m[off] & 7:
             return False
-        m[off + TX_DATA : off + TX_DATA + n] = frame
-        _U32.pack_into(m, off + 4, n)
+        if vnet:
+            _VNET_LINEAR.pack_into(m, off + TX_DATA, n)
+        m[off + TX_DATA + vnet : off + TX_DATA + vnet + n] = frame
+        _U32.pack_into(m, off + 4, n + vnet)
         m[off : off + 4] = _SEND_REQUEST
         self.index = (self.index + 1) % self.frame_nr
         self.pending += 1

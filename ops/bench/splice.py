@@ -309,7 +309,7 @@ def micro(n: int = 2048, rounds: int = 15) -> dict[str, float]:
     import struct
 
     from broker.dataplane.fastpath import _TP2_HDR, DirectPath, Egress, FastSplice, PacketRing
-    from broker.dataplane.rings import TX_DATA, TxRing
+    from broker.dataplane.rings import TX_DATA, VNET_HDR_LEN, TxRing
     from broker.wire import MacAddress
 
     class Nowhere:
@@ -326,9 +326,10 @@ def micro(n: int = 2048, rounds: int = 15) -> dict[str, float]:
         ring.view = memoryview(ring.map)
         return ring
 
-    def tx_ring() -> TxRing:
+    def tx_ring() -> TxRing:  # with virtio_net_hdr, as install() opens them
         tx = TxRing.__new__(TxRing)
         tx.sock, tx.frame_size, tx.frame_nr, tx.data_max = Nowhere(), 2048, n, 2048 - TX_DATA
+        tx.vnet = VNET_HDR_LEN
         tx.index = tx.pending = 0
         tx.map = mmap.mmap(-1, 2048 * n)
         return tx

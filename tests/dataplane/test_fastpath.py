@@ -21,7 +21,7 @@ from broker.dataplane.fastpath import (
     FastSplice,
     PacketRing,
 )
-from broker.dataplane.rings import TX_DATA, TxRing
+from broker.dataplane.rings import TX_DATA, VNET_HDR_LEN, TxRing, vnet_linear
 from broker.dataplane.userspace import ETH_P_PPP_SES, UserspaceSplice
 from broker.wire import MacAddress
 
@@ -474,7 +474,10 @@ def test_direct_path_headers_and_offloaded_udp_checksum(
     path.send(m, memoryview(m), 64, len(m))
     (out,) = sock.sent
     flags, gso, hdr_len, gso_size, csum_start, csum_offset = struct.unpack_from("<BBHHHH", out)
-    assert (flags, gso, hdr_len, gso_size, csum_start, csum_offset) == (1, 0, 42, 0, 34, 6)
+    # hdr_len: the whole frame (the kernel copies it into the linear area, no page fragments)
+    assert (flags, gso, hdr_len, gso_size, csum_start, csum_offset) == (
+        1, 0, len(out) - 10, 0, 34, 6,
+    )  # fmt: skip
     frame = out[10:]
     assert frame[:14] == egress.dst_mac + egress.src_mac + b"\x08\x00"
     ip, udp = frame[14:34], frame[34:]
@@ -544,8 +547,13 @@ class TxKernel(FakePacketSocket):
         return n
 
 
-def fake_tx(nr: int = 64, frame_size: int = 2048, complete: bool = True) -> TxRing:
+def fake_tx(
+    nr: int = 64, frame_size: int = 2048, complete: bool = True, vnet: bool = False
+) -> TxRing:
+    """A transmit ring on anonymous memory; with ``vnet`` its frames carry a virtio_net_hdr
+    (``kernel_send`` checks and strips it)."""
     tx = TxRing.__new__(TxRing)
+    tx.vnet = VNET_HDR_LEN if vnet else 0
     tx.sock = TxKernel(complete)
     tx.sock.tx = tx
     tx.frame_size = frame_size
@@ -562,6 +570,10 @@ def kernel_send(tx: TxRing) -> list[bytes]:
     sock = tx.sock
     assert isinstance(sock, TxKernel)
     out, sock.out = sock.out + take_requested(tx), []
+    if tx.vnet:
+        for i, frame in enumerate(out):
+            assert frame[: tx.vnet] == vnet_linear(len(frame) - tx.vnet)
+            out[i] = frame[tx.vnet :]
     return out
 
 
@@ -622,12 +634,14 @@ down_ops = st.lists(
     down_ops,
     st.sampled_from(["downstream", "read_l2tp", "l2tp_ring", "l2tp_ring_addr"]),
     st.sampled_from([b"", b"\x01\x01\x01\x00"]),
+    st.booleans(),
 )
 def test_tx_ring_and_l2tp_ring_match_userspace_splice(
-    ops: list[Any], path: str, options: bytes
+    ops: list[Any], path: str, options: bytes, vnet: bool
 ) -> None:
     """Every path, the L2TP ring with and without our address known (the inline path needs
-    it) and with IP options (never inline), sends and counts what UserspaceSplice does."""
+    it) and with IP options (never inline), into a transmit ring with or without
+    virtio_net_hdr, sends and counts what UserspaceSplice does."""
     if path == "read_l2tp":  # shorter datagrams go to the control path there (by design)
         ops = [op for op in ops if len(downstream_op(*op)) >= 6]
     ref_out: list[Any] = []
@@ -636,7 +650,7 @@ def test_tx_ring_and_l2tp_ring_match_userspace_splice(
     ref_results = [ref.downstream(downstream_op(*op)) for op in ops]
 
     sp, _, _ = make()
-    eth, udp, tx = FakePacketSocket(), FakeUdpSocket(), fake_tx()
+    eth, udp, tx = FakePacketSocket(), FakeUdpSocket(), fake_tx(vnet=vnet)
     sp.bind_ethernet("eth1", eth, LOCAL)
     sp.bind_ethernet_tx("eth1", tx)
     assert sp.features["pppoe_tx_ring"]
@@ -827,8 +841,9 @@ def test_install_direct_lookup_errors_are_counted() -> None:
 
 
 @pytest.mark.parametrize("address", [None, "198.51.100.1"])
+@pytest.mark.parametrize("vnet", [False, True])
 def test_l2tp_ring_switches_between_transmit_rings_and_falls_back_when_full(
-    address: str | None,
+    address: str | None, vnet: bool
 ) -> None:
     sp, _, _ = make()
     sp.set_l2tp_address(address)
@@ -837,7 +852,8 @@ def test_l2tp_ring_switches_between_transmit_rings_and_falls_back_when_full(
         session_id=23, peer_tunnel_id=1, peer_session_id=2, peer=LNS, sequencing=False,
     )  # fmt: skip
     eth1, eth2 = FakePacketSocket(), FakePacketSocket()
-    tx1, tx2 = fake_tx(nr=3, complete=False), fake_tx(nr=8)  # eth1's kernel keeps its frames
+    # eth1's kernel keeps its frames; one ring with virtio_net_hdr, one without
+    tx1, tx2 = fake_tx(nr=3, complete=False, vnet=vnet), fake_tx(nr=8, vnet=not vnet)
     sp.bind_ethernet("eth1", eth1, LOCAL)
     sp.bind_ethernet("eth2", eth2, LOCAL)
     sp.bind_ethernet_tx("eth1", tx1)

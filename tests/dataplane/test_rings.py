@@ -16,11 +16,13 @@ from broker.dataplane.rings import (
     TP_STATUS_AVAILABLE,
     TP_STATUS_SEND_REQUEST,
     TX_DATA,
+    VNET_HDR_LEN,
     Reassembler,
     TxRing,
     assemble,
     l2tp_ring_filter,
     l2tp_socket_filter,
+    vnet_linear,
 )
 from ops.lab.netns import Netns, venv_python
 from tests.support import require_root
@@ -156,8 +158,9 @@ class FlushSocket:
         return 0
 
 
-def fake_tx(nr: int = 4, frame_size: int = 256) -> TxRing:
+def fake_tx(nr: int = 4, frame_size: int = 256, vnet: bool = False) -> TxRing:
     tx = TxRing.__new__(TxRing)
+    tx.vnet = VNET_HDR_LEN if vnet else 0
     tx.sock = FlushSocket()
     tx.frame_size = frame_size
     tx.frame_nr = nr
@@ -181,17 +184,22 @@ def kernel_send(tx: TxRing) -> list[bytes]:
     return out
 
 
-def test_tx_ring_put_full_flush_and_wrap() -> None:
-    tx = fake_tx(nr=3)
+@pytest.mark.parametrize("vnet", [False, True])
+def test_tx_ring_put_full_flush_and_wrap(vnet: bool) -> None:
+    tx = fake_tx(nr=3, vnet=vnet)
     assert tx.put(b"a" * 10) and tx.put(b"b") and tx.put(b"c")
     assert not tx.put(b"d")  # every slot requested: full
-    assert not tx.put(b"x" * (tx.data_max + 1))
+    assert not tx.put(b"x" * (tx.data_max - tx.vnet + 1))
     assert tx.pending == 3
     tx.flush()
     assert tx.pending == 0 and tx.sock.flushes == 1
-    assert kernel_send(tx) == [b"a" * 10, b"b", b"c"]
+    sent = [b"a" * 10, b"b", b"c"]
+    # with PACKET_VNET_HDR each frame follows a virtio_net_hdr naming it whole (hdr_len)
+    head = [vnet_linear(len(f)) if vnet else b"" for f in sent]
+    assert kernel_send(tx) == [h + f for h, f in zip(head, sent, strict=True)]
     assert tx.put(b"e") and tx.index == 1  # wrapped to slot 0, now at 1
-    assert kernel_send(tx) == [b"e"]
+    assert kernel_send(tx) == [(vnet_linear(1) if vnet else b"") + b"e"]
+    assert vnet_linear(300) == b"\x00\x00" + (300).to_bytes(2, "little") + bytes(6)
 
 
 @pytest.mark.integration
@@ -205,9 +213,13 @@ def test_filters_and_tx_ring_in_a_namespace() -> None:
     udp_seen, ring_seen = json.loads(out[-2]), json.loads(out[-1])
     assert sorted(map(str, udp_seen)) == sorted(map(str, ["", "80", "c80263"]))
     # ring: "00", data "00 02 64", 1472 octets (1500 with IP + UDP), 1473 and 3000 octets in
-    # fragments (lo's MTU is 1500 here; reassembled), and the frame the TxRing sent ("007478")
+    # fragments (lo's MTU is 1500 here; reassembled), and the frames the TxRings sent
+    # ("007478" plain, "007476" after a virtio_net_hdr)
     assert sorted(map(str, ring_seen)) == sorted(
-        map(str, ["00", "000264", 1472, "reassembled 1473", "reassembled 3000", "007478"])
+        map(
+            str,
+            ["00", "000264", 1472, "reassembled 1473", "reassembled 3000", "007478", "007476"],
+        )
     )
 
 
@@ -244,6 +256,11 @@ csum = (csum & 0xFFFF) + (csum >> 16)
 ip = ip[:10] + struct.pack("!H", ~csum & 0xFFFF) + ip[12:]
 assert tx.put(b"\0" * 12 + b"\x08\x00" + ip + struct.pack("!HHHH", 40000, 1701, 11, 0) + b"\x00tx")
 tx.flush()
+# with virtio_net_hdr (hdr_len = the whole frame: copied, not attached as ring pages)
+tv = TxRing(open_packet_socket("lo"), vnet_hdr=True)
+assert tv.vnet == 10
+assert tv.put(b"\0" * 12 + b"\x08\x00" + ip + struct.pack("!HHHH", 40000, 1701, 11, 0) + b"\x00tv")
+tv.flush()
 
 def collect(read, want):
     out, deadline = [], time.monotonic() + 10
@@ -260,7 +277,7 @@ def collect(read, want):
             return out
 
 udp = collect(lambda: u.recvfrom(70000)[0], 3)
-ring = collect(lambda: r.recv(70000), 8)
+ring = collect(lambda: r.recv(70000), 9)
 reasm = Reassembler()
 out = []
 for d in ring:
