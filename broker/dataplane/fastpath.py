@@ -496,6 +496,8 @@ class FastSplice:
         return {
             "pppoe_rx_ring": bool(self._rings),
             "pppoe_tx_ring": bool(self._eth_tx),
+            #: subscriber transmit rings with virtio_net_hdr (frames copied whole)
+            "pppoe_tx_linear": any(tx.vnet for tx in self._eth_tx.values()),
             "l2tp_rx_ring": self._l2tp_ring is not None,
             "direct_egress": bool(self._direct),
             "direct_tx_ring": any(p.tx is not None for p in self._direct.values()),

@@ -132,6 +132,7 @@ def test_frames_pass_both_ways_with_counters(direct: bool, rings: bool) -> None:
     assert report["splice"]["unknown_downstream"] == 1
     # the rings were really in place (transmit rings both ways, L2TP data receive ring)
     assert report["features"]["pppoe_tx_ring"] is rings
+    assert report["features"]["pppoe_tx_linear"] is rings  # virtio_net_hdr accepted
     assert report["features"]["l2tp_rx_ring"] is rings
     assert report["features"]["direct_tx_ring"] is (rings and direct)
     assert report["features"]["direct_egress"] is direct
