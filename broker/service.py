@@ -118,6 +118,11 @@ def make_store(cfg: BrokerConfig, reactor: Any) -> StateStore:
     return make_redis_store(RedisStateCore(cfg.state, node=cfg.node_id), reactor)
 
 
+#: LNS addresses come from RADIUS (any number of them over a daemon's life): per-LNS
+#: lockout series and remembered lockouts are bounded by this.
+MAX_LNS_SERIES = 1024
+
+
 class BrokerMetrics:
     """The node's Prometheus metrics (names documented in README 'Metrics')."""
 
@@ -130,7 +135,9 @@ class BrokerMetrics:
         self.calls_ended = r.counter(
             "calls_ended_total", "Calls ended after the splice, by reason", ("reason",)
         )
-        self.lockouts = r.counter("lns_lockouts_total", "LNS lockouts", ("lns",))
+        self.lockouts = r.counter(
+            "lns_lockouts_total", "LNS lockouts", ("lns",), max_series=MAX_LNS_SERIES
+        )
         r.gauge("sessions", "Calls by state", ("state",), collect=node.sessions_by_state)
         r.gauge(
             "sessions_by_realm",
@@ -315,7 +322,10 @@ class BrokerNode(MultiService):
 
     def _lockout(self, cmd: LockOut) -> None:
         self.metrics.lockouts.inc(cmd.lns_id)
-        self.locked[cmd.lns_id] = self.reactor.seconds() + cmd.hold
+        now = self.reactor.seconds()
+        if len(self.locked) >= MAX_LNS_SERIES:  # forget lockouts that have ended
+            self.locked = {k: v for k, v in self.locked.items() if v > now}
+        self.locked[cmd.lns_id] = now + cmd.hold
 
     # -- operations ----------------------------------------------------------------------
     def reload_policies(self) -> None:

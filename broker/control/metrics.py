@@ -49,14 +49,34 @@ class Metric:
         return head + "".join(line + "\n" for line in self.samples())
 
 
+#: Label value that collects the series beyond a counter's ``max_series``.
+OTHER = "_other"
+
+
 class Counter(Metric):
+    """A counter; with ``max_series``, label sets beyond that many (e.g. LNS addresses that
+    RADIUS named) are added up under ``_other`` so a peer cannot grow the scrape forever."""
+
     kind = "counter"
 
-    def __init__(self, name: str, help_text: str, labels: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        labels: tuple[str, ...] = (),
+        max_series: int | None = None,
+    ) -> None:
         super().__init__(name, help_text, labels)
         self.values: dict[LabelValues, float] = {}
+        self.max_series = max_series
 
     def inc(self, *labels: str, by: float = 1.0) -> None:
+        if (
+            self.max_series is not None
+            and labels not in self.values
+            and len(self.values) >= self.max_series
+        ):
+            labels = (OTHER,) * len(labels)
         self.values[labels] = self.values.get(labels, 0.0) + by
 
     def get(self, *labels: str) -> float:
@@ -137,8 +157,14 @@ class Registry:
         self.metrics[metric.name] = metric
         return metric
 
-    def counter(self, name: str, help_text: str, labels: tuple[str, ...] = ()) -> Counter:
-        m = self._add(Counter(name, help_text, labels))
+    def counter(
+        self,
+        name: str,
+        help_text: str,
+        labels: tuple[str, ...] = (),
+        max_series: int | None = None,
+    ) -> Counter:
+        m = self._add(Counter(name, help_text, labels, max_series))
         assert isinstance(m, Counter)
         return m
 

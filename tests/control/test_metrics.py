@@ -41,3 +41,14 @@ def test_unlabelled_empty_metrics_render_zero_and_names_are_unique() -> None:
     assert 'l2tp_broker_radius_seconds_bucket{le="+Inf"} 0' in text
     with pytest.raises(ValueError, match="twice"):
         reg.counter("malformed_total", "again")
+
+
+def test_counter_series_beyond_max_series_are_added_up_under_other() -> None:
+    r = Registry()
+    c = r.counter("lns_lockouts_total", "LNS lockouts", ("lns",), max_series=2)
+    for lns in ("a", "b", "c", "d", "a"):
+        c.inc(lns)
+    assert c.values == {("a",): 2.0, ("b",): 1.0, ("_other",): 2.0}
+    c.inc("c", by=3)
+    assert c.get("_other") == 5.0 and len(c.values) == 3
+    assert 'l2tp_broker_lns_lockouts_total{lns="_other"} 5' in r.render()
