@@ -86,6 +86,11 @@ def register(sub: Any) -> None:
         action="store_true",
         help="subscribers whose session was lost (LNS failure, PADT from the AC) dial again",
     )
+    s.add_argument(
+        "--redial-failed",
+        action="store_true",
+        help="subscribers whose set-up failed dial again (a real CPE keeps trying)",
+    )
     s.add_argument("--setup-timeout", type=float, default=30.0)
     s.add_argument(
         "--timeout", type=float, default=600.0, help="hang up and end the run after this"
@@ -165,6 +170,7 @@ class SubscriberRun:
             redial=args.redial,
             first_index=args.first_index,
             redial_lost=args.redial_lost,
+            redial_failed=args.redial_failed,
         )
         if args.ping and args.ping != "peer":
             ipaddress.IPv4Address(args.ping)

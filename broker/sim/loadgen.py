@@ -45,6 +45,8 @@ class LoadPlan:
     #: Subscribers whose session was lost (not churned, not hung up by us) dial again
     #: (mass redial after an LNS failure).
     redial_lost: bool = False
+    #: Subscribers whose set-up failed dial again (as a real CPE does; soak under faults).
+    redial_failed: bool = False
 
     def __post_init__(self) -> None:
         if self.count < 0 or self.rate <= 0 or self.outstanding < 1:
@@ -253,6 +255,8 @@ class LoadGenerator:
         self.in_setup.discard(i)
         self.failed.add(i)
         self.failures[reason] += 1
+        if self.plan.redial_failed:
+            self._redial.append(i)
 
     def subscriber_down(self, i: int, now: float, reason: str, *, churn: bool = False) -> None:
         self.up.pop(i, None)

@@ -236,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         gen, report_path = lab.subscribers(
             args.population, rate=args.rate, hold=-1, background=True,
             extra=["--churn-mean", str(args.lifetime), "--churn", "padt,power-off,lcp-terminate",
-                   "--redial", "--redial-lost", "--setup-timeout", "30", "--progress", "0",
+                   "--redial", "--redial-lost", "--redial-failed", "--setup-timeout", "30",
+                   "--progress", "0",
                    "--timeout", str(duration + 120), "--seed", "7"],
         )  # fmt: skip
         start = time.monotonic()

@@ -202,3 +202,22 @@ def test_lost_sessions_stay_down_without_redial_lost() -> None:
     gen.subscriber_down(0, 5.0, "padt")
     assert gen.due_starts(6.0) == []
     assert gen.report(6.0).currently_up == 0
+
+
+def test_failed_setups_dial_again_with_redial_failed() -> None:
+    """--redial-failed: a set-up that failed (RADIUS down during a soak fault) is started
+    again, like a real CPE; the failure is still reported."""
+    gen = LoadGenerator(LoadPlan(count=1, rate=100.0, redial_failed=True))
+    assert gen.due_starts(0.0) == [0]
+    gen.subscriber_failed(0, 1.0, "auth-failed")
+    assert gen.due_starts(1.0) == [0]
+    gen.subscriber_up(0, 1.2, 0.2)
+    r = gen.report(2.0)
+    assert r.failures == {"auth-failed": 1} and r.currently_up == 1 and r.setups == 1
+
+
+def test_failed_setups_stay_down_without_redial_failed() -> None:
+    gen = LoadGenerator(LoadPlan(count=1, rate=100.0, redial=True, redial_lost=True))
+    gen.due_starts(0.0)
+    gen.subscriber_failed(0, 1.0, "auth-failed")
+    assert gen.due_starts(2.0) == []
