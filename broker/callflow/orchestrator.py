@@ -254,6 +254,7 @@ class CallFlow:
             if not rec.closing:
                 rec.closing = True
                 self.e.l2tp.close_tunnel(rec.tunnel_id, 6, None, "shutdown", now)
+        self.e.discovery.flush_padts()  # going away: no time left to pace them
         self._pump(now)
 
     def find_calls(
@@ -277,7 +278,10 @@ class CallFlow:
         return out
 
     def get_timer(self) -> float | None:
-        candidates = [t for t in (self.e.radius.get_timer(), self.e.l2tp.get_timer()) if t]
+        e = self.e
+        candidates = [
+            t for t in (e.radius.get_timer(), e.l2tp.get_timer(), e.discovery.get_timer()) if t
+        ]
         while self._timers:
             at, cid = self._timers[0]
             call = self.calls.get(cid)
@@ -295,6 +299,9 @@ class CallFlow:
         t = self.e.l2tp.get_timer()
         if t is not None and t <= now:
             self.e.l2tp.handle_timer(now)
+        t = self.e.discovery.get_timer()
+        if t is not None and t <= now:
+            self.e.discovery.handle_timer(now)  # paced PADTs
         while self._timers and self._timers[0][0] <= now:
             at, cid = heapq.heappop(self._timers)
             call = self.calls.get(cid)

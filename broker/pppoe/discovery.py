@@ -8,7 +8,12 @@
 - Host-Uniq and Relay-Session-Id are echoed (RFC 2516 Appendix A); PPP-Max-Payload is
   echoed when the interface MTU allows it (RFC 4638 §4).
 - PADT from the client -> :class:`SessionTerminated`; :meth:`DiscoveryServer.terminate`
-  sends a PADT (RFC 2516 §5.5).
+  sends a PADT (RFC 2516 §5.5), paced by a token bucket (``padt_per_s``, burst of one
+  second's worth): when a lost tunnel ends thousands of sessions in one pass, the PADTs above
+  the rate wait in a FIFO queue (bounded by ``max_sessions``) and leave on
+  :meth:`~DiscoveryServer.handle_timer`, so the access network does not drop the burst. The
+  session is forgotten at once (the call flow moves on), but its id is not given out again on
+  that (interface, MAC) while its PADT is still queued.
 
 Input is never trusted: malformed packets are counted in ``counters`` and dropped;
 ``receive_discovery`` never raises on peer input.
@@ -127,6 +132,43 @@ class _Bucket:
     stamp: float
 
 
+#: Queued PADTs leave in batches of about this many seconds' worth (one timer per batch, not
+#: one per frame).
+_PADT_TICK = 0.01
+
+
+@dataclass(slots=True)
+class _PadtPacer:
+    """One token bucket (burst = one second's worth) and the FIFO of PADTs above the rate."""
+
+    rate: float
+    burst: float
+    tokens: float
+    stamp: float | None = None
+    queue: deque[OutFrame] = field(default_factory=deque)
+    queued_keys: dict[PppoeSessionKey, int] = field(default_factory=dict)  # key -> times queued
+
+    def refill(self, now: float) -> None:
+        if self.stamp is not None and now > self.stamp:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        if self.stamp is None or now > self.stamp:
+            self.stamp = now
+
+    def take(self) -> bool:
+        # The epsilon: a refill computed for exactly one token may round to 0.999...; the
+        # timer then fires at that instant and must release (else it would re-arm for ~0 s).
+        if self.tokens >= 1.0 - 1e-9:
+            self.tokens = max(0.0, self.tokens - 1.0)
+            return True
+        return False
+
+    def due(self) -> float | None:
+        if not self.queue or self.stamp is None:
+            return None
+        want = min(len(self.queue), max(1.0, self.rate * _PADT_TICK))
+        return self.stamp + max(0.0, want - self.tokens) / self.rate
+
+
 @dataclass(slots=True)
 class _RateTable:
     """Token buckets per key in a dict of bounded size (LRU eviction)."""
@@ -175,6 +217,8 @@ class DiscoveryServer:
             config.padi_per_mac_per_s, float(config.padi_burst), config.rate_table_size
         )
         self._pado_rate = _RateTable(config.pado_per_s, max(1.0, config.pado_per_s), 1)
+        burst = max(1.0, config.padt_per_s)
+        self._padt = _PadtPacer(config.padt_per_s, burst, burst)
         self._max_payload = config.mtu - HEADER_LEN - _PPP_PROTO_LEN
         self.counters: dict[str, int] = {}
 
@@ -221,12 +265,31 @@ class DiscoveryServer:
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
+    @property
+    def padts_queued(self) -> int:
+        """PADTs waiting for the pacer (their session ids are not reused meanwhile)."""
+        return len(self._padt.queue)
+
     def get_timer(self) -> float | None:
-        """Sans-I/O timer contract: discovery is stateless per PADI and keeps no timers."""
-        return None
+        """When queued PADTs may leave (``None``: nothing queued; discovery is otherwise
+        stateless per PADI and keeps no timers)."""
+        return self._padt.due()
 
     def handle_timer(self, now: float) -> None:
-        """Nothing is ever due (see :meth:`get_timer`)."""
+        """Release the queued PADTs the bucket allows now, oldest first."""
+        pacer = self._padt
+        if not pacer.queue:
+            return
+        pacer.refill(now)
+        while pacer.queue and pacer.take():
+            self._release_padt(pacer.queue.popleft())
+
+    def flush_padts(self) -> int:
+        """Send every queued PADT now, unpaced (shutdown: the process is going away)."""
+        n = len(self._padt.queue)
+        while self._padt.queue:
+            self._release_padt(self._padt.queue.popleft())
+        return n
 
     def setup_done(self, key: PppoeSessionKey) -> None:
         """The call flow says this session left the set-up phase (frees a ``max_setups`` slot)."""
@@ -246,8 +309,21 @@ class DiscoveryServer:
             tags.append(Tag(TagType.RELAY_SESSION_ID, s.relay_session_id))
         if reason:
             tags.append(Tag(TagType.GENERIC_ERROR, reason.encode()[:256]))
-        self._send(key.interface, key.mac, DiscoveryPacket(Code.PADT, key.session_id, tuple(tags)))
-        self._count("tx_padt")
+        payload = encode_discovery(DiscoveryPacket(Code.PADT, key.session_id, tuple(tags)))
+        frame = OutFrame(key.interface, key.mac, ETH_P_PPP_DISC, payload)
+        pacer = self._padt
+        pacer.refill(now)
+        if not pacer.queue and pacer.take():
+            self._frames.append(frame)
+            self._count("tx_padt")
+        elif len(pacer.queue) >= self.config.max_sessions:
+            self._count("padt_queue_full")  # never more queued than sessions: send unpaced
+            self._frames.append(frame)
+            self._count("tx_padt")
+        else:
+            pacer.queue.append(frame)
+            pacer.queued_keys[key] = pacer.queued_keys.get(key, 0) + 1
+            self._count("padt_queued")
         self._events.append(SessionTerminated(key, by_peer=False, reason=reason))
 
     # -- handlers ------------------------------------------------------------------------
@@ -421,9 +497,21 @@ class DiscoveryServer:
     def _allocate_id(self, interface: str, mac: MacAddress) -> int | None:
         for _ in range(_MAX_ID_TRIES):
             sid = int.from_bytes(self._rand(2), "big")
-            if sid != 0 and PppoeSessionKey(interface, mac, sid) not in self._sessions:
+            key = PppoeSessionKey(interface, mac, sid)
+            if sid != 0 and key not in self._sessions and key not in self._padt.queued_keys:
                 return sid
         return None
+
+    def _release_padt(self, frame: OutFrame) -> None:
+        # The session id is the PADT's SESSION_ID field (RFC 2516 §5.5), octets 2-3.
+        key = PppoeSessionKey(frame.interface, frame.dst, int.from_bytes(frame.payload[2:4]))
+        queued = self._padt.queued_keys
+        left = queued.pop(key, 1) - 1
+        if left > 0:
+            queued[key] = left
+        self._frames.append(frame)
+        self._count("tx_padt")
+        self._count("padt_paced")
 
     def _leave_setup(self, s: _Session) -> None:
         s.in_setup = False

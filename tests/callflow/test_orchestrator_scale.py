@@ -135,3 +135,23 @@ def test_wrong_tunnel_secret_holds_only_that_candidate(world: World) -> None:
     world.add_cpe("w@wrong.example", "pw")
     world.advance(10)
     assert world.flow.counters["candidate_holds"] == 2
+
+
+def test_lost_tunnel_padts_are_paced_through_the_flow_timer(world: World) -> None:
+    from broker.pppoe.discovery import _PadtPacer
+
+    world.discovery._padt = _PadtPacer(2.0, 2.0, 2.0)  # 2 PADTs/s, burst 2
+    cpes = [world.add_cpe("r@right.example", "pw") for _ in range(6)]
+    world.advance(3)
+    assert all(world.authenticated(c) for c in cpes)
+    world.lns_silent.add(LNS_A)
+    got: list[float] = []
+    end = world.now + 120
+    while world.now < end and len(got) < 6:
+        world.advance(0.25, step=0.25)
+        got += [world.now] * (sum(c.padt_received for c in cpes) - len(got))
+    assert len(got) == 6  # nobody's PADT was dropped
+    assert world.flow.calls == {}  # the calls ended at once; only the PADTs waited
+    assert got[-1] - got[0] >= 1.5  # 2 at once, then 2 per second
+    assert world.discovery.counters["padt_paced"] == 4
+    assert world.discovery.padts_queued == 0
