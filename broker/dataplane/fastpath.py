@@ -106,6 +106,9 @@ _TX_SLOT_PFX = struct.Struct(f"=II{TX_DATA - 8}x18sBB")
 #: The same with the virtio_net_hdr of :func:`~broker.dataplane.rings.vnet_linear` (its
 #: ``hdr_len``) between the slot header and the Ethernet header.
 _TX_SLOT_VNET_PFX = struct.Struct(f"=II{TX_DATA - 8}x2xH6x18sBB")
+#: A transmit slot header, then a direct path's 52 header octets (virtio_net_hdr, Ethernet,
+#: IPv4, UDP) and the 8-octet L2TP data header + FF 03 of an upstream datagram.
+_TX_SLOT_DIRECT = struct.Struct(f"=II{TX_DATA - 8}x52s8s")
 #: From the IPv4 header of an L2TP ring frame with a 20-octet IP header: version/IHL, flags +
 #: fragment offset, source address + destination address + UDP source port (10 octets), UDP
 #: length, and the first 8 octets of the L2TP header.
@@ -945,97 +948,194 @@ class FastSplice:
         fallback: Callable[[bytes], None] | None = None,
         budget: int | None = None,
     ) -> int:
-        """:meth:`read_ethernet` for a socket with a :class:`PacketRing` (no recv calls)."""
+        """:meth:`read_ethernet` for a socket with a :class:`PacketRing` (no recv calls).
+
+        The common case (a spliced session without sequencing whose LNS has a direct path
+        with a transmit ring, a free slot in it) is handled inline: the slot header, the
+        direct path's headers and the L2TP header in one write, then the PPP frame; every
+        other frame goes through :meth:`_ring_slot`.
+        """
         m = ring.map
-        view = ring.view
         fs = ring.frame_size
         nr = ring.frame_nr
         idx = ring.index
         # keyed by the first 18 octets (dst = our MAC, src, 0x8864, VER/TYPE, CODE, SESSION_ID)
         table = self._ring_keys.get(interface, {})
+        view = ring.view
         l2tp = self._l2tp_sock
-        counters = self.counters
-        unpack_hdr = _TP2_HDR.unpack_from
-        pack_req = _TX_REQ.pack_into
+        unpack_meta = _TP2_STATUS_SNAP_MAC.unpack_from
+        pack_slot = _TX_SLOT_DIRECT.pack_into
+        slot = self._ring_slot
+        zero = _ZERO32
+        # the transmit ring in use, its state kept in locals (written back before any other
+        # path may use the ring, and at the end)
+        cur: TxRing | None = None
+        tm: Any = None
+        tidx = tfs = tnr = tpend = 0
         read = 0
         limit = self.budget if budget is None else budget
         while read < limit:
             off = idx * fs
-            if not m[off] & TP_STATUS_USER:
+            if not m[off] & 1:  # TP_STATUS_USER (read before the rest of the slot)
                 break
-            status, _, n, mac = unpack_hdr(m, off)
-            base = off + mac
             read += 1
+            status, n, mac = unpack_meta(m, off)
+            base = off + mac
             entry = table.get(m[base : base + 18])
-            if entry is None or n < 20 or status & TP_STATUS_COPY:
-                if status & TP_STATUS_COPY:  # longer than a slot: the whole frame is queued
-                    counters["truncated_frames"] += 1
-                    with contextlib.suppress(OSError):
-                        self._fallback_bytes(fallback, ring.sock.recv(65535))
-                else:
-                    self._fallback_bytes(fallback, m[base : base + n])
-            else:
+            if entry is not None and not status & 2 and n >= 20:  # not TP_STATUS_COPY
                 length = (m[base + 18] << 8) | m[base + 19]
-                end = base + 20 + length
-                if end > base + n:
-                    self._fallback_bytes(fallback, m[base : base + n])
-                else:
+                direct = entry.direct
+                fits = length + 20 <= n
+                if fits and direct is None and not entry.sequencing and l2tp is not None:
+                    # no direct path: the L2TP header over the PPPoE one, one sendto
                     c = entry.c
                     c[0] += length
                     c[1] += 1
-                    if entry.sequencing:
-                        start = base + 8
-                        _L2TP_SEQ.pack_into(
-                            m, start, 0x0802, entry.peer_tunnel_id, entry.peer_session_id,
-                            entry.ns, 0,
-                        )  # fmt: skip
-                        m[base + 18 : base + 20] = _ADDR_CTRL
-                        entry.ns = (entry.ns + 1) & 0xFFFF
-                    else:
-                        start = base + 12
-                        m[start : base + 20] = entry.up_header
-                    direct = entry.direct
-                    tx = None if direct is None else direct.tx
-                    udp_len = end - start + 8
-                    if (
-                        tx is not None
-                        and udp_len < len(direct.hdrs)  # type: ignore[union-attr]
-                        and not tx.map[tx.index * tx.frame_size] & 7
-                    ):
-                        tm = tx.map
-                        toff = tx.index * tx.frame_size
-                        d = toff + TX_DATA
-                        tm[d : d + _DIRECT_HDR] = direct.hdrs[udp_len]  # type: ignore[union-attr]
-                        tm[d + _DIRECT_HDR : d + 44 + udp_len] = m[start:end]
-                        pack_req(tm, toff, 1, 44 + udp_len)  # SEND_REQUEST, tp_len
-                        tx.index = (tx.index + 1) % tx.frame_nr
-                        tx.pending += 1
-                    elif (
-                        direct is not None
-                        and start - _DIRECT_HDR >= off + _SLOT_META
-                        and end - start + 28 <= direct.mtu
-                    ):
-                        try:
-                            direct.send(m, view, start, end)
-                        except OSError:
-                            counters["direct_tx_errors"] += 1
-                    elif l2tp is None:
-                        self._send_l2tp(m[start:end], entry.peer)
-                    else:
-                        data = view[start:end]
-                        try:
-                            l2tp.sendto(data, entry.peer)
-                        except OSError:
-                            counters["l2tp_tx_errors"] += 1
-                        data.release()
-            m[off : off + 4] = _ZERO32
+                    m[base + 12 : base + 20] = entry.up_header
+                    data = view[base + 12 : base + 20 + length]
+                    try:
+                        l2tp.sendto(data, entry.peer)
+                    except OSError:
+                        self.counters["l2tp_tx_errors"] += 1
+                    data.release()
+                    m[off : off + 4] = zero
+                    idx += 1
+                    if idx == nr:
+                        idx = 0
+                    continue
+                if fits and direct is not None and not entry.sequencing:
+                    tx = direct.tx
+                    if tx is not cur:
+                        if cur is not None:
+                            cur.index = tidx
+                            cur.pending += tpend
+                            tpend = 0
+                        cur = tx
+                        if tx is not None:
+                            tm, tidx, tfs, tnr = tx.map, tx.index, tx.frame_size, tx.frame_nr
+                    udp_len = length + 16
+                    hdrs = direct.hdrs
+                    toff = tidx * tfs
+                    if tx is not None and udp_len < len(hdrs) and not tm[toff] & 7:
+                        c = entry.c
+                        c[0] += length
+                        c[1] += 1
+                        # slot header, virtio_net_hdr + Ethernet + IPv4 + UDP, L2TP + FF 03
+                        pack_slot(tm, toff, 1, 44 + udp_len, hdrs[udp_len], entry.up_header)
+                        tm[toff + 92 : toff + 92 + length] = m[base + 20 : base + 20 + length]
+                        tidx += 1
+                        if tidx == tnr:
+                            tidx = 0
+                        tpend += 1
+                        if status < 256:  # flags only in the low octet
+                            m[off] = 0
+                        else:
+                            m[off : off + 4] = zero
+                        idx += 1
+                        if idx == nr:
+                            idx = 0
+                        continue
+                if fits:  # spliced: sequencing, a full ring, no ring, no socket
+                    if cur is not None:
+                        cur.index = tidx
+                        cur.pending += tpend
+                        tpend = 0
+                        cur = None
+                    self._ring_send(entry, ring, off, base, length)
+                    m[off : off + 4] = zero
+                    idx += 1
+                    if idx == nr:
+                        idx = 0
+                    continue
+            if cur is not None:
+                cur.index = tidx
+                cur.pending += tpend
+                tpend = 0
+                cur = None
+            slot(ring, off, fallback)
+            m[off : off + 4] = zero
             idx += 1
             if idx == nr:
                 idx = 0
+        if cur is not None:
+            cur.index = tidx
+            cur.pending += tpend
         ring.index = idx
         if self._tx_rings:
             self._flush_tx()
         return read
+
+    def _ring_slot(
+        self, ring: PacketRing, off: int, fallback: Callable[[bytes], None] | None
+    ) -> None:
+        """One slot of a PPPoE session ring that :meth:`read_ring` does not splice: not ours,
+        longer than a slot, or with a PPPoE LENGTH beyond the frame: to ``fallback``."""
+        m = ring.map
+        status, _, n, mac = _TP2_HDR.unpack_from(m, off)
+        base = off + mac
+        if status & TP_STATUS_COPY:  # longer than a slot: the whole frame is queued
+            self.counters["truncated_frames"] += 1
+            with contextlib.suppress(OSError):
+                self._fallback_bytes(fallback, ring.sock.recv(65535))
+        else:
+            self._fallback_bytes(fallback, m[base : base + n])
+
+    def _ring_send(
+        self, entry: FastEntry, ring: PacketRing, off: int, base: int, length: int
+    ) -> None:
+        """Send the spliced frame (PPP frame of ``length`` octets) at ``base`` in ``ring``'s
+        slot at ``off`` the way :meth:`read_ring` does not inline: with sequencing, without
+        a direct transmit ring (or with a full one), without an L2TP socket."""
+        m = ring.map
+        counters = self.counters
+        end = base + 20 + length
+        c = entry.c
+        c[0] += length
+        c[1] += 1
+        if entry.sequencing:
+            start = base + 8
+            _L2TP_SEQ.pack_into(
+                m, start, 0x0802, entry.peer_tunnel_id, entry.peer_session_id, entry.ns, 0
+            )
+            m[base + 18 : base + 20] = _ADDR_CTRL
+            entry.ns = (entry.ns + 1) & 0xFFFF
+        else:
+            start = base + 12
+            m[start : base + 20] = entry.up_header
+        direct = entry.direct
+        tx = None if direct is None else direct.tx
+        udp_len = end - start + 8
+        if (
+            tx is not None
+            and udp_len < len(direct.hdrs)  # type: ignore[union-attr]
+            and not tx.map[tx.index * tx.frame_size] & 7
+        ):
+            tm = tx.map
+            toff = tx.index * tx.frame_size
+            d = toff + TX_DATA
+            tm[d : d + _DIRECT_HDR] = direct.hdrs[udp_len]  # type: ignore[union-attr]
+            tm[d + _DIRECT_HDR : d + 44 + udp_len] = m[start:end]
+            _TX_REQ.pack_into(tm, toff, 1, 44 + udp_len)  # SEND_REQUEST, tp_len
+            tx.index = (tx.index + 1) % tx.frame_nr
+            tx.pending += 1
+        elif (
+            direct is not None
+            and start - _DIRECT_HDR >= off + _SLOT_META
+            and end - start + 28 <= direct.mtu
+        ):
+            try:
+                direct.send(m, ring.view, start, end)
+            except OSError:
+                counters["direct_tx_errors"] += 1
+        elif self._l2tp_sock is None:
+            self._send_l2tp(m[start:end], entry.peer)
+        else:
+            data = ring.view[start:end]
+            try:
+                self._l2tp_sock.sendto(data, entry.peer)
+            except OSError:
+                counters["l2tp_tx_errors"] += 1
+            data.release()
 
     def _fallback_bytes(self, fallback: Callable[[bytes], None] | None, frame: bytes) -> None:
         self.counters["upstream_fallback"] += 1

@@ -974,3 +974,83 @@ def test_l2tp_ring_takes_common_datagrams_inline_once_our_address_is_known(
     }  # fmt: skip
     sp.uninstall()
     assert sp._by_call[7].ring_src == b""
+
+
+up_ring_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["up", "up", "other", "long-length", "copy"]),
+        st.binary(min_size=0, max_size=90),
+        st.sampled_from([SID, SID + 1]),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    up_ring_ops,
+    st.sampled_from(["udp", "injected", "direct", "direct-ring", "direct-ring-full"]),
+    st.booleans(),
+)
+def test_ring_reader_upstream_matches_userspace_splice(
+    ops: list[Any], path: str, sequencing: bool
+) -> None:
+    """The session ring reader (inline direct-ring and socket paths, and the per-slot ones)
+    sends, to whichever writer applies, the datagrams UserspaceSplice sends, counts the same,
+    and hands every frame it does not splice to the fallback whole."""
+    ref_out: list[Any] = []
+    ref = UserspaceSplice(lambda d, p: ref_out.append(bytes(d)), lambda *a: None)
+    attach(ref, sequencing)
+    attach(ref, sequencing, call_id=8, sid=SID + 1)
+    sp, to_lns, _ = make(sequencing)
+    attach(sp, sequencing, call_id=8, sid=SID + 1)
+    eth, udp = FakePacketSocket(), FakeUdpSocket()
+    sp.bind_ethernet("eth1", eth, LOCAL)
+    if path != "injected":
+        sp.bind_l2tp(udp)
+    direct_sock, tx = FakePacketSocket(), None
+    if path.startswith("direct"):
+        egress = Egress("eth2", b"\x02" * 6, b"\x04" * 6, ("198.51.100.1", 1701), LNS)
+        sp.set_egress(egress, direct_sock)
+        if path != "direct":
+            # (the direct writer writes its own virtio_net_hdr: a plain fake ring)
+            tx = fake_tx(nr=3 if path == "direct-ring-full" else 16, complete=False)
+            sp._direct[LNS].set_tx(tx)
+            sp._tx_rings.append(tx)
+    slots: list[tuple[bytes, int]] = []
+    expected_fallback: list[bytes] = []
+    queued: list[bytes] = []
+    for op, payload, sid in ops:
+        frame = session_frame(payload, sid=sid)
+        if op == "up":
+            ref.upstream("eth1", MAC, sid, payload)
+            slots.append((frame, TP_STATUS_USER))
+        elif op == "other":
+            frame = session_frame(payload, sid=0x4444)
+            expected_fallback.append(frame)
+            slots.append((frame, TP_STATUS_USER))
+        elif op == "long-length":
+            frame = frame[:-1] if payload else frame[:18] + b"\x00\x05"
+            expected_fallback.append(frame)
+            slots.append((frame, TP_STATUS_USER))
+        else:  # longer than a slot: the kernel queued the whole frame
+            expected_fallback.append(frame)
+            queued.append(frame)
+            slots.append((frame[:20], TP_STATUS_USER | TP_STATUS_COPY))
+    ring = fake_ring(slots, nr=16)
+    ring.sock.rx.extend(queued)
+    fallback: list[bytes] = []
+    assert sp.read_ring("eth1", ring, fallback.append) == len(ops)
+    assert ring.index == len(ops) % 16
+    assert fallback == expected_fallback
+    # every datagram, whichever way it left: the ring's and the direct socket's frames carry
+    # virtio_net_hdr + Ethernet + IPv4 + UDP (52 octets) in front
+    sent = [d for d, _ in udp.sent] + [d for d, _ in to_lns]
+    sent += [f[52:] for f in kernel_send(tx)] if tx is not None else []
+    sent += [f[52:] for f in direct_sock.sent]
+    assert sorted(sent) == sorted(ref_out)
+    if path == "direct-ring":  # a ring with room for all: every datagram in it, in order
+        assert sent == ref_out
+    for call_id in (7, 8):
+        assert sp.counters_for(call_id) == ref.counters_for(call_id)
+    assert sp.counters["upstream_fallback"] == len(expected_fallback)
