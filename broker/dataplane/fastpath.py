@@ -26,7 +26,13 @@ runtime can swap one for the other. On top of that it can own the hot sockets:
   reassembled on the slow path.
 - Transmit rings (:class:`~broker.dataplane.rings.TxRing`, PACKET_TX_RING): frames for the
   subscribers, and direct-egress datagrams, are written into mapped slots and sent with one
-  ``send`` per batch (each reader flushes at the end of its batch).
+  ``send`` per batch (each reader flushes at the end of its batch). Every slot carries a
+  virtio_net_hdr whose ``hdr_len`` covers the whole frame, so the kernel copies the frame into
+  the socket buffer instead of attaching the ring's pages (which a veth or any forwarding
+  device would copy again into a freshly allocated page).
+- Both ring readers take the common frame inline (one unpack of the headers, one write of the
+  transmit slot's header with the new packet headers, one copy of the PPP frame, ring state
+  in locals) and hand everything else to a per-slot method with the general logic.
 - Optional direct egress (:meth:`FastSplice.set_egress`, :class:`DirectPath`, or
   ``install(direct=True)``): upstream datagrams written as whole Ethernet frames to the LNS's
   next hop, skipping the kernel's UDP/IP output path (and netfilter): opt-in.

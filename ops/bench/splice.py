@@ -9,6 +9,15 @@ counted by the kernel on the sink interfaces (``ip -s link``), so no sink proces
 CPU. Four spliced sessions, frames cycle over them. Size = PPP frame octets (protocol field +
 payload): a 100-octet PPP frame is a 120-octet Ethernet frame / 136-octet IP datagram.
 
+``--generator ring`` (default): frames built once into a PACKET_TX_RING, one ``send`` per 4096
+frames (ops/bench/_pktgen.py); L2TP data goes out as whole Ethernet/IPv4/UDP frames from the
+``lns`` veth. It offers more than a forwarder takes, so the forwarder runs saturated with big
+batches. ``--generator python``: one ``send`` per packet from a Python loop (a UDP socket for
+L2TP), the generator of the runs before 11:30 on 2026-11-21 (it could not saturate a fast
+forwarder downstream). Columns: "offered" = what the generators got onto the wire (kernel
+counters), "pkt/wake" = forwarded packets per voluntary context switch of the forwarder (its
+batch size, roughly), "sys" = the kernel's share of the forwarder's CPU time.
+
 Forwarders compared in the same run:
 
 - ``loop``: a plain Python forwarding loop (blocking ``recv`` from AF_PACKET -> ``sendto`` UDP,
