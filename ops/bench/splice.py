@@ -16,7 +16,9 @@ batches. ``--generator python``: one ``send`` per packet from a Python loop (a U
 L2TP), the generator of the runs before 11:30 on 2026-11-21 (it could not saturate a fast
 forwarder downstream). Columns: "offered" = what the generators got onto the wire (kernel
 counters), "pkt/wake" = forwarded packets per voluntary context switch of the forwarder (its
-batch size, roughly), "sys" = the kernel's share of the forwarder's CPU time.
+batch size, roughly), "sys" = the kernel's share of the forwarder's CPU time, "gen CPU" = how
+busy the generator CPU was (generators, the broker's receive softirq, the sinks): at 100 %
+there, with the forwarder below 100 %, the generator side is the limit.
 
 Forwarders compared in the same run:
 
@@ -413,6 +415,15 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tck, int(fields[12]) / tck
 
 
+def cpu_busy(cpu: str) -> tuple[int, int]:
+    """(busy, total) jiffies of one CPU from /proc/stat (busy = all but idle and iowait)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            ticks = [int(x) for x in line.split()[1:]]
+            return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+    return 0, 1
+
+
 def sleeps(pid: int) -> int:
     """Voluntary context switches of ``pid``: how often the forwarder waited for packets."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -462,9 +473,11 @@ def measure(
         time.sleep(0.7)
         up0, down0 = link_stats(lns.name, lns_if), link_stats(cpe.name, cpe_if)
         (u0, s0), t0, w0 = cpu_split(fwd_p.pid), time.monotonic(), sleeps(fwd_p.pid)
+        g0 = cpu_busy(gen_cpu)
         time.sleep(a.seconds)
         up1, down1 = link_stats(lns.name, lns_if), link_stats(cpe.name, cpe_if)
         (u1, s1), t1, w1 = cpu_split(fwd_p.pid), time.monotonic(), sleeps(fwd_p.pid)
+        g1 = cpu_busy(gen_cpu)
     finally:
         for g in gens:
             stop_process(g)
@@ -477,7 +490,8 @@ def measure(
     per_cpu = (up + down) / busy if busy > 0 else 0.0
     batch = (up + down) * dt / max(1, w1 - w0)
     sys_share = (s1 - s0) / max(1e-9, u1 - u0 + s1 - s0)
-    return (up, down, up + down, busy, per_cpu, offered, batch, sys_share)
+    gen_busy = (g1[0] - g0[0]) / max(1, g1[1] - g0[1])
+    return (up, down, up + down, busy, per_cpu, offered, batch, sys_share, gen_busy)
 
 
 def main() -> int:
@@ -574,15 +588,15 @@ def orchestrate(a: argparse.Namespace) -> int:
         print(
             f"{'size':>5} {'forwarder':<11} {'dir':<5} {'up pps':>9} {'down pps':>9} "
             f"{'total pps':>9} {'fwd CPU':>7} {'pps/CPU-s':>9} {'offered':>9} {'pkt/wake':>8} "
-            f"{'sys':>4}"
+            f"{'sys':>4} {'gen CPU':>7}"
         )
         for case in cases:
             size, impl, direction = case
-            up, down, total, busy, per_cpu, offered, batch, sys_share = best[case]
+            up, down, total, busy, per_cpu, offered, batch, sys_share, gen_busy = best[case]
             print(
                 f"{size:>5} {impl:<11} {direction:<5} {up:>9.0f} {down:>9.0f} "
                 f"{total:>9.0f} {100 * busy:>6.0f}% {per_cpu:>9.0f} {offered:>9.0f} "
-                f"{batch:>8.0f} {100 * sys_share:>3.0f}%",
+                f"{batch:>8.0f} {100 * sys_share:>3.0f}% {100 * gen_busy:>6.0f}%",
                 flush=True,
             )
     return 0
