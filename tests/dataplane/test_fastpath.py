@@ -1054,3 +1054,30 @@ def test_ring_reader_upstream_matches_userspace_splice(
     for call_id in (7, 8):
         assert sp.counters_for(call_id) == ref.counters_for(call_id)
     assert sp.counters["upstream_fallback"] == len(expected_fallback)
+
+
+def test_subscriber_transmit_ring_without_virtio_net_hdr_when_the_kernel_refuses_it(
+    monkeypatch: Any,
+) -> None:
+    import broker.dataplane.fastpath as fp
+
+    asked: list[bool] = []
+
+    class Sock(FakePacketSocket):
+        def setsockopt(self, *args: Any) -> None:
+            pass
+
+    def ring(sock: Any, *args: Any, vnet_hdr: bool = False, **kw: Any) -> TxRing:
+        asked.append(vnet_hdr)
+        if vnet_hdr:
+            raise OSError(22, "Invalid argument")  # PACKET_VNET_HDR refused, say
+        return fake_tx()
+
+    monkeypatch.setattr(fp, "open_packet_socket", lambda interface, vnet_hdr=False: Sock())
+    monkeypatch.setattr(fp, "TxRing", ring)
+    sp, _, _ = make()
+    sp.install(FakeRawPort(), None, ring=False)
+    assert asked == [True, False]
+    assert sp.features["pppoe_tx_ring"] and not sp.features["pppoe_tx_linear"]
+    assert sp._by_call[7].eth_tx is not None
+    sp.uninstall()
