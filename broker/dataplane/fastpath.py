@@ -105,6 +105,8 @@ TP_STATUS_COPY = 2
 _TP2_HDR = struct.Struct("=IIIH")
 #: tp_status, tp_snaplen, tp_mac of struct tpacket2_hdr
 _TP2_STATUS_SNAP_MAC = struct.Struct("=I4xIH")
+#: bytes.translate table: a tp_status low octet -> 1 with TP_STATUS_USER set, else 0
+_USER_BIT = bytes(b & 1 for b in range(256))
 #: A whole TPACKET_V2 transmit slot header (tp_status = SEND_REQUEST, tp_len, the rest zero)
 #: followed by the Ethernet + PPPoE header up to LENGTH (18 octets) and LENGTH (two octets,
 #: network order): one write per subscriber-bound frame before its PPP payload.
@@ -1267,7 +1269,6 @@ class FastSplice:
         pack_slot = _TX_SLOT_PFX.pack_into
         pack_vslot = _TX_SLOT_VNET_PFX.pack_into
         slot = self._l2tp_ring_slot
-        zero = _ZERO32
         seen: set[int] = set()
         seen_add = seen.add
         last_tunnel = -1
@@ -1279,79 +1280,89 @@ class FastSplice:
         read = 0
         limit = self.budget if budget is None else budget
         while read < limit:
-            off = idx * fs
-            if not m[off] & 1:  # TP_STATUS_USER (read before the rest of the slot)
+            # the run of slots the kernel has handed over, up to the budget and the ring's end:
+            # their statuses read at once (before their contents), given back at once after
+            o0 = idx * fs
+            k = min(limit - read, nr - idx)
+            ready = m[o0 : o0 + k * fs : fs].translate(_USER_BIT).find(0)
+            if ready < 0:
+                ready = k
+            if not ready:
                 break
-            read += 1
-            status, snap, mac = unpack_meta(m, off)
-            base = off + mac
-            vihl, frag, src, ulen, key = unpack_ip(m, base + 14)
-            entry = down8.get(key)
-            if (
-                entry is not None
-                and vihl == 0x45
-                and not status & 2  # TP_STATUS_COPY
-                and not frag & 0x3FFF
-                and 16 <= ulen <= snap - 34
-                and src == entry.ring_src
-            ):
-                tx = entry.eth_tx
-                if tx is not cur:
-                    if cur is not None:
-                        cur.index = tidx
-                        cur.pending += tpend
-                        tpend = 0
-                    cur = tx
-                    if tx is not None:
-                        tm, tidx, tfs, tnr = tx.map, tx.index, tx.frame_size, tx.frame_nr
-                        tvnet = tx.vnet
-                        tmax = tx.data_max - 20 - tvnet
-                length = ulen - 16
-                toff = tidx * tfs
-                prefix = entry.eth_prefix
-                if tx is not None and prefix is not None and length <= tmax and not tm[toff] & 7:
-                    tunnel = entry.tunnel_id
-                    if tunnel != last_tunnel:
-                        seen_add(tunnel)
-                        last_tunnel = tunnel
-                    c = entry.c
-                    c[2] += length
-                    c[3] += 1
-                    # the kernel reads a TX slot only during our own send: order is free;
-                    # the PPP frame goes after the slot header (TX_DATA), the virtio_net_hdr
-                    # if the ring has one, and the PPPoE header (20)
-                    if tvnet:
-                        pack_vslot(
-                            tm, toff, 1, length + 30, length + 20, prefix, length >> 8,
-                            length & 255,
-                        )  # fmt: skip
-                        tm[toff + 62 : toff + 62 + length] = m[base + 50 : base + 50 + length]
-                    else:
-                        pack_slot(tm, toff, 1, length + 20, prefix, length >> 8, length & 255)
-                        tm[toff + 52 : toff + 52 + length] = m[base + 50 : base + 50 + length]
-                    tidx += 1
-                    if tidx == tnr:
-                        tidx = 0
-                    tpend += 1
-                    if status < 256:  # flags only in the low octet (no GSO, no timestamps)
-                        m[off] = 0
-                    else:
-                        m[off : off + 4] = zero
-                    idx += 1
-                    if idx == nr:
-                        idx = 0
-                    continue
-            if cur is not None:
-                cur.index = tidx
-                cur.pending += tpend
-                tpend = 0
-                cur = None
-            slot(ring, off, seen)
-            last_tunnel = -1
-            m[off : off + 4] = zero
-            idx += 1
+            o1 = o0 + ready * fs
+            for off in range(o0, o1, fs):
+                status, snap, mac = unpack_meta(m, off)
+                if status > 255:  # flags beyond the low octet (given back below)
+                    m[off + 1 : off + 4] = b"\0\0\0"
+                base = off + mac
+                vihl, frag, src, ulen, key = unpack_ip(m, base + 14)
+                entry = down8.get(key)
+                if (
+                    entry is not None
+                    and vihl == 0x45
+                    and not status & 2  # TP_STATUS_COPY
+                    and not frag & 0x3FFF
+                    and 16 <= ulen <= snap - 34
+                    and src == entry.ring_src
+                ):
+                    tx = entry.eth_tx
+                    if tx is not cur:
+                        if cur is not None:
+                            cur.index = tidx
+                            cur.pending += tpend
+                            tpend = 0
+                        cur = tx
+                        if tx is not None:
+                            tm, tidx, tfs, tnr = tx.map, tx.index, tx.frame_size, tx.frame_nr
+                            tvnet = tx.vnet
+                            tmax = tx.data_max - 20 - tvnet
+                    length = ulen - 16
+                    toff = tidx * tfs
+                    prefix = entry.eth_prefix
+                    if (
+                        tx is not None
+                        and prefix is not None
+                        and length <= tmax
+                        and not tm[toff] & 7
+                    ):
+                        tunnel = entry.tunnel_id
+                        if tunnel != last_tunnel:
+                            seen_add(tunnel)
+                            last_tunnel = tunnel
+                        c = entry.c
+                        c[2] += length
+                        c[3] += 1
+                        # the kernel reads a TX slot only during our own send: order is free;
+                        # the PPP frame goes after the slot header (TX_DATA), the
+                        # virtio_net_hdr if the ring has one, and the PPPoE header (20)
+                        if tvnet:
+                            pack_vslot(
+                                tm, toff, 1, length + 30, length + 20, prefix, length >> 8,
+                                length & 255,
+                            )  # fmt: skip
+                            tm[toff + 62 : toff + 62 + length] = m[base + 50 : base + 50 + length]
+                        else:
+                            pack_slot(tm, toff, 1, length + 20, prefix, length >> 8, length & 255)
+                            tm[toff + 52 : toff + 52 + length] = m[base + 50 : base + 50 + length]
+                        tidx += 1
+                        if tidx == tnr:
+                            tidx = 0
+                        tpend += 1
+                        continue
+                if cur is not None:
+                    cur.index = tidx
+                    cur.pending += tpend
+                    tpend = 0
+                    cur = None
+                slot(ring, off, seen)
+                last_tunnel = -1
+            m[o0:o1:fs] = bytes(ready)  # TP_STATUS_KERNEL: the slots go back to the kernel
+            read += ready
+            idx += ready
             if idx == nr:
                 idx = 0
+            if ready < k:
+                break
         if cur is not None:
             cur.index = tidx
             cur.pending += tpend

@@ -1081,3 +1081,31 @@ def test_subscriber_transmit_ring_without_virtio_net_hdr_when_the_kernel_refuses
     assert sp.features["pppoe_tx_ring"] and not sp.features["pppoe_tx_linear"]
     assert sp._by_call[7].eth_tx is not None
     sp.uninstall()
+
+
+def test_l2tp_ring_runs_wrap_stop_at_budget_and_unready_slots_and_give_slots_back() -> None:
+    """Slots are taken in runs (statuses read at once, given back at once): a run stops at the
+    ring's end (the next starts at slot 0), at the budget and at a slot still the kernel's;
+    every slot read goes back as a whole zero tp_status, flags beyond the low octet included."""
+    sp, _, _ = make()
+    sp.set_l2tp_address("198.51.100.1")
+    eth, tx = FakePacketSocket(), fake_tx(nr=16)
+    sp.bind_ethernet("eth1", eth, LOCAL)
+    sp.bind_ethernet_tx("eth1", tx)
+    ring = fake_ring([], nr=8)
+    ring.index = 6
+    ts_software = 1 << 29  # TP_STATUS_TS_SOFTWARE: a flag beyond the low octet
+    for n, slot in enumerate((6, 7, 0, 1, 3)):  # slot 2 not ready: 3 waits for the next call
+        frame = ip_frame(data_msg(b"\x00\x21" + bytes([n])))
+        status = TP_STATUS_USER | (ts_software if slot in (7, 0) else 0)
+        _TP2_HDR.pack_into(ring.map, slot * 2048, status, len(frame), len(frame), 130)
+        ring.map[slot * 2048 + 130 : slot * 2048 + 130 + len(frame)] = frame
+    assert sp.read_l2tp_ring(ring, budget=3) == 3  # 6, 7, then 0 after the wrap
+    assert ring.index == 1
+    assert sp.read_l2tp_ring(ring) == 1  # 1; slot 2 is the kernel's
+    assert ring.index == 2
+    assert [f[20:] for f in kernel_send(tx)] == [b"\x00\x21" + bytes([n]) for n in range(4)]
+    for slot in (6, 7, 0, 1, 2):
+        assert struct.unpack_from("=I", ring.map, slot * 2048)[0] == TP_STATUS_KERNEL
+    assert struct.unpack_from("=I", ring.map, 3 * 2048)[0] == TP_STATUS_USER  # not read
+    assert sp.counters_for(7)["output_packets"] == 4  # type: ignore[index]
