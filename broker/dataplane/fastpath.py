@@ -121,7 +121,6 @@ _TX_SLOT_DIRECT = struct.Struct(f"=II{TX_DATA - 8}x52s8s")
 #: fragment offset, source address + destination address + UDP source port (10 octets), UDP
 #: length, and the first 8 octets of the L2TP header.
 _RING_IPUDP = struct.Struct("!B5xH4x10s2xH2x8s")
-_ZERO32 = b"\0\0\0\0"
 #: Headroom asked in every ring slot (PACKET_RESERVE) so a direct-egress header fits in front.
 RING_RESERVE = 64
 #: struct tpacket2_hdr (32) + struct sockaddr_ll (20): never written over.
@@ -974,7 +973,6 @@ class FastSplice:
         unpack_meta = _TP2_STATUS_SNAP_MAC.unpack_from
         pack_slot = _TX_SLOT_DIRECT.pack_into
         slot = self._ring_slot
-        zero = _ZERO32
         # the transmit ring in use, its state kept in locals (written back before any other
         # path may use the ring, and at the end)
         cur: TxRing | None = None
@@ -983,88 +981,84 @@ class FastSplice:
         read = 0
         limit = self.budget if budget is None else budget
         while read < limit:
-            off = idx * fs
-            if not m[off] & 1:  # TP_STATUS_USER (read before the rest of the slot)
+            # a run of slots handed over (as in read_l2tp_ring): statuses read at once before
+            # the contents, given back at once after
+            o0 = idx * fs
+            k = min(limit - read, nr - idx)
+            ready = m[o0 : o0 + k * fs : fs].translate(_USER_BIT).find(0)
+            if ready < 0:
+                ready = k
+            if not ready:
                 break
-            read += 1
-            status, n, mac = unpack_meta(m, off)
-            base = off + mac
-            entry = table.get(m[base : base + 18])
-            if entry is not None and not status & 2 and n >= 20:  # not TP_STATUS_COPY
-                length = (m[base + 18] << 8) | m[base + 19]
-                direct = entry.direct
-                fits = length + 20 <= n
-                if fits and direct is None and not entry.sequencing and l2tp is not None:
-                    # no direct path: the L2TP header over the PPPoE one, one sendto
-                    c = entry.c
-                    c[0] += length
-                    c[1] += 1
-                    m[base + 12 : base + 20] = entry.up_header
-                    data = view[base + 12 : base + 20 + length]
-                    try:
-                        l2tp.sendto(data, entry.peer)
-                    except OSError:
-                        self.counters["l2tp_tx_errors"] += 1
-                    data.release()
-                    m[off : off + 4] = zero
-                    idx += 1
-                    if idx == nr:
-                        idx = 0
-                    continue
-                if fits and direct is not None and not entry.sequencing:
-                    tx = direct.tx
-                    if tx is not cur:
+            for off in range(o0, o0 + ready * fs, fs):
+                status, n, mac = unpack_meta(m, off)
+                if status > 255:  # flags beyond the low octet (given back below)
+                    m[off + 1 : off + 4] = b"\0\0\0"
+                base = off + mac
+                entry = table.get(m[base : base + 18])
+                if entry is not None and not status & 2 and n >= 20:  # not TP_STATUS_COPY
+                    length = (m[base + 18] << 8) | m[base + 19]
+                    direct = entry.direct
+                    fits = length + 20 <= n
+                    if fits and direct is None and not entry.sequencing and l2tp is not None:
+                        # no direct path: the L2TP header over the PPPoE one, one sendto
+                        c = entry.c
+                        c[0] += length
+                        c[1] += 1
+                        m[base + 12 : base + 20] = entry.up_header
+                        data = view[base + 12 : base + 20 + length]
+                        try:
+                            l2tp.sendto(data, entry.peer)
+                        except OSError:
+                            self.counters["l2tp_tx_errors"] += 1
+                        data.release()
+                        continue
+                    if fits and direct is not None and not entry.sequencing:
+                        tx = direct.tx
+                        if tx is not cur:
+                            if cur is not None:
+                                cur.index = tidx
+                                cur.pending += tpend
+                                tpend = 0
+                            cur = tx
+                            if tx is not None:
+                                tm, tidx, tfs, tnr = tx.map, tx.index, tx.frame_size, tx.frame_nr
+                        udp_len = length + 16
+                        hdrs = direct.hdrs
+                        toff = tidx * tfs
+                        if tx is not None and udp_len < len(hdrs) and not tm[toff] & 7:
+                            c = entry.c
+                            c[0] += length
+                            c[1] += 1
+                            # slot header, virtio_net_hdr + Ethernet + IPv4 + UDP, L2TP + FF 03
+                            pack_slot(tm, toff, 1, 44 + udp_len, hdrs[udp_len], entry.up_header)
+                            tm[toff + 92 : toff + 92 + length] = m[base + 20 : base + 20 + length]
+                            tidx += 1
+                            if tidx == tnr:
+                                tidx = 0
+                            tpend += 1
+                            continue
+                    if fits:  # spliced: sequencing, a full ring, no ring, no socket
                         if cur is not None:
                             cur.index = tidx
                             cur.pending += tpend
                             tpend = 0
-                        cur = tx
-                        if tx is not None:
-                            tm, tidx, tfs, tnr = tx.map, tx.index, tx.frame_size, tx.frame_nr
-                    udp_len = length + 16
-                    hdrs = direct.hdrs
-                    toff = tidx * tfs
-                    if tx is not None and udp_len < len(hdrs) and not tm[toff] & 7:
-                        c = entry.c
-                        c[0] += length
-                        c[1] += 1
-                        # slot header, virtio_net_hdr + Ethernet + IPv4 + UDP, L2TP + FF 03
-                        pack_slot(tm, toff, 1, 44 + udp_len, hdrs[udp_len], entry.up_header)
-                        tm[toff + 92 : toff + 92 + length] = m[base + 20 : base + 20 + length]
-                        tidx += 1
-                        if tidx == tnr:
-                            tidx = 0
-                        tpend += 1
-                        if status < 256:  # flags only in the low octet
-                            m[off] = 0
-                        else:
-                            m[off : off + 4] = zero
-                        idx += 1
-                        if idx == nr:
-                            idx = 0
+                            cur = None
+                        self._ring_send(entry, ring, off, base, length)
                         continue
-                if fits:  # spliced: sequencing, a full ring, no ring, no socket
-                    if cur is not None:
-                        cur.index = tidx
-                        cur.pending += tpend
-                        tpend = 0
-                        cur = None
-                    self._ring_send(entry, ring, off, base, length)
-                    m[off : off + 4] = zero
-                    idx += 1
-                    if idx == nr:
-                        idx = 0
-                    continue
-            if cur is not None:
-                cur.index = tidx
-                cur.pending += tpend
-                tpend = 0
-                cur = None
-            slot(ring, off, fallback)
-            m[off : off + 4] = zero
-            idx += 1
+                if cur is not None:
+                    cur.index = tidx
+                    cur.pending += tpend
+                    tpend = 0
+                    cur = None
+                slot(ring, off, fallback)
+            m[o0 : o0 + ready * fs : fs] = bytes(ready)  # TP_STATUS_KERNEL: back to the kernel
+            read += ready
+            idx += ready
             if idx == nr:
                 idx = 0
+            if ready < k:
+                break
         if cur is not None:
             cur.index = tidx
             cur.pending += tpend

@@ -1109,3 +1109,22 @@ def test_l2tp_ring_runs_wrap_stop_at_budget_and_unready_slots_and_give_slots_bac
         assert struct.unpack_from("=I", ring.map, slot * 2048)[0] == TP_STATUS_KERNEL
     assert struct.unpack_from("=I", ring.map, 3 * 2048)[0] == TP_STATUS_USER  # not read
     assert sp.counters_for(7)["output_packets"] == 4  # type: ignore[index]
+
+
+def test_session_ring_runs_wrap_stop_at_budget_and_unready_slots_and_give_slots_back() -> None:
+    sp, _, udp = bound()
+    ring = fake_ring([], nr=8)
+    ring.index = 6
+    for n, slot in enumerate((6, 7, 0, 1, 3)):  # slot 2 not ready: 3 waits for the next call
+        frame = session_frame(b"\x00\x21" + bytes([n]))
+        status = TP_STATUS_USER | (1 << 29 if slot in (7, 0) else 0)  # TP_STATUS_TS_SOFTWARE
+        _TP2_HDR.pack_into(ring.map, slot * 2048, status, len(frame), len(frame), 130)
+        ring.map[slot * 2048 + 130 : slot * 2048 + 130 + len(frame)] = frame
+    assert sp.read_ring("eth1", ring, budget=3) == 3  # 6, 7, then 0 after the wrap
+    assert ring.index == 1
+    assert sp.read_ring("eth1", ring) == 1  # 1; slot 2 is the kernel's
+    assert ring.index == 2
+    assert [d[8:] for d, _ in udp.sent] == [b"\x00\x21" + bytes([n]) for n in range(4)]
+    for slot in (6, 7, 0, 1, 2):
+        assert struct.unpack_from("=I", ring.map, slot * 2048)[0] == TP_STATUS_KERNEL
+    assert struct.unpack_from("=I", ring.map, 3 * 2048)[0] == TP_STATUS_USER  # not read
