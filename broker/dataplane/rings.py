@@ -11,6 +11,8 @@
   the socket filter drops.
 - :func:`attach_filter` / :func:`detach_filter`: SO_ATTACH_FILTER with a ``struct sock_fprog``
   built with :mod:`struct` and :mod:`ctypes` (no C extension).
+- :func:`vnet_linear`: the virtio_net_hdr (PACKET_VNET_HDR) that has the kernel copy a
+  transmit-ring frame whole instead of attaching the ring's pages to the socket buffer.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "l2tp_ring_filter",
     "l2tp_socket_filter",
     "open_packet_socket",
+    "vnet_linear",
 ]
 
 SOL_PACKET = 263
