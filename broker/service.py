@@ -6,7 +6,8 @@ order: state store heartbeat, accounting (spool replay, Accounting-On, spool ala
 flow runtime (L2TP socket, RADIUS sockets, raw PPPoE sockets), Disconnect/CoA listener,
 control API. SIGTERM ends every call cleanly (CDN, PADT, Accounting-Stop), closes
 the tunnels (StopCCN), sends Accounting-Off and stops. SIGHUP reloads the realm policies
-without touching established sessions.
+without touching established sessions. SIGUSR2 starts tracemalloc, then writes a snapshot to the
+state directory at each further SIGUSR2 (memory diagnostics).
 """
 
 from __future__ import annotations
@@ -697,6 +698,30 @@ def install_signals(node: BrokerNode, reactor: Any, stop: Callable[[], None]) ->
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
+
+
+def write_memory_snapshot(directory: Path, frames: int = 16) -> Path | None:
+    """SIGUSR2 (memory diagnostics): the first signal starts tracemalloc (``frames`` frames per
+    traceback; nothing allocated before is traced), each later one writes a snapshot to
+    ``<state_dir>/memory-<pid>-<n>.tracemalloc``; compare two with
+    ``python -m ops.bench.leak_lab --compare A B``. Tracing costs CPU and memory: restart the
+    daemon to turn it off."""
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        tracemalloc.start(frames)
+        _log.warn("SIGUSR2: tracemalloc started; the next SIGUSR2 writes a snapshot")
+        return None
+    pid = os.getpid()
+    n = len(list(directory.glob(f"memory-{pid}-*.tracemalloc")))
+    path = directory / f"memory-{pid}-{n}.tracemalloc"
+    try:
+        tracemalloc.take_snapshot().dump(str(path))
+    except OSError as exc:
+        _log.error("SIGUSR2: memory snapshot not written: {error}", error=exc)
+        return None
+    _log.info("SIGUSR2: memory snapshot written to {path}", path=str(path))
+    return path
 
 
 def state_dir_ready(cfg: BrokerConfig) -> None:

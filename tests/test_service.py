@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tracemalloc
 from pathlib import Path
 
 from twisted.internet import task
 
 from broker.callflow.commands import LockOut
 from broker.config.loader import load_config
-from broker.service import MAX_LNS_SERIES, BrokerNode, ControlListenError
+from broker.service import MAX_LNS_SERIES, BrokerNode, ControlListenError, write_memory_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,3 +62,22 @@ def test_control_listen_error_names_address_reason_and_kind() -> None:
     assert "fix:" in str(in_use) and not in_use.permission
     denied = ControlListenError("unix:/run/x.sock", PermissionError(13, "Permission denied"))
     assert denied.permission and "Permission denied" in str(denied)
+
+
+def test_memory_snapshot_starts_tracing_then_writes_numbered_snapshots(tmp_path: Path) -> None:
+    was_tracing = tracemalloc.is_tracing()
+    if was_tracing:  # pytest run under PYTHONTRACEMALLOC: the first call already writes
+        tracemalloc.stop()
+    try:
+        assert write_memory_snapshot(tmp_path) is None and tracemalloc.is_tracing()
+        first = write_memory_snapshot(tmp_path)
+        second = write_memory_snapshot(tmp_path)
+        assert first is not None and second is not None
+        assert first.name == f"memory-{os.getpid()}-0.tracemalloc"
+        assert second.name == f"memory-{os.getpid()}-1.tracemalloc"
+        tracemalloc.Snapshot.load(str(second))  # a valid snapshot
+        assert write_memory_snapshot(tmp_path / "missing") is None  # logged, not raised
+    finally:
+        tracemalloc.stop()
+        if was_tracing:
+            tracemalloc.start()

@@ -1,9 +1,11 @@
 """``l2tp-broker run -c broker.yaml``: run one broker node until SIGTERM.
 
 SIGTERM/SIGINT: graceful stop (CDN + PADT + Accounting-Stop for every call, StopCCN, then
-Accounting-Off). SIGHUP: reload realm policies. Exit codes: 0 clean, 2 configuration error
-(including a control API address that cannot be bound: in use, not on this host), 3 missing
-privilege or facility (including a control address the daemon's user may not bind).
+Accounting-Off). SIGHUP: reload realm policies. SIGUSR2: start tracemalloc, then write a
+snapshot to the state directory at each further SIGUSR2 (memory diagnostics). Exit codes: 0
+clean, 2 configuration error (including a control API address that cannot be bound: in use,
+not on this host), 3 missing privilege or facility (including a control address the daemon's
+user may not bind).
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def handle(args: argparse.Namespace) -> int:
         ControlListenError,
         DataplaneUnavailable,
         state_dir_ready,
+        write_memory_snapshot,
     )
 
     reactor: Any = default_reactor
@@ -131,5 +134,9 @@ def handle(args: argparse.Namespace) -> int:
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", stop)
     signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(node.reload_policies))
+    signal.signal(
+        signal.SIGUSR2,
+        lambda *_: reactor.callFromThread(write_memory_snapshot, cfg.state_dir),
+    )
     reactor.run()
     return failed[0] if failed else 0

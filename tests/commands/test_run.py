@@ -10,6 +10,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 from broker.control.client import ControlClient, ControlError
@@ -53,6 +54,15 @@ def start(path: Path) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def snapshot(state: Path) -> tracemalloc.Snapshot | None:
+    for path in state.glob("memory-*-0.tracemalloc"):
+        try:
+            return tracemalloc.Snapshot.load(str(path))
+        except (EOFError, OSError, ValueError):  # still being written
+            return None
+    return None
+
+
 def test_run_control_sighup_sigterm(tmp_path: Path) -> None:
     path, control = write_config(tmp_path)
     proc = start(path)
@@ -75,6 +85,14 @@ def test_run_control_sighup_sigterm(tmp_path: Path) -> None:
         assert client.post("/drain", {"on": True}) == {"draining": True}
         proc.send_signal(signal.SIGHUP)
         assert poll(lambda: (status() or {}).get("policy_generation") == 1, 10)
+
+        # SIGUSR2: tracemalloc on, then a snapshot per signal (signals sent at once coalesce:
+        # repeat every 0.5 s until the first snapshot is there)
+        def usr2_snapshot() -> tracemalloc.Snapshot | None:
+            proc.send_signal(signal.SIGUSR2)
+            return poll(lambda: snapshot(tmp_path / "state"), 0.5)
+
+        assert poll(usr2_snapshot, 30) is not None
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
     finally:
@@ -82,6 +100,7 @@ def test_run_control_sighup_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
     assert "shutting down" in out
     assert "policies reloaded" in out
+    assert "memory snapshot written" in out
     assert "s3cr3t-radius" not in out  # no secret in logs, ever
 
 
