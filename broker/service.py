@@ -702,7 +702,8 @@ def install_signals(node: BrokerNode, reactor: Any, stop: Callable[[], None]) ->
 
 def write_memory_snapshot(directory: Path, frames: int = 16) -> Path | None:
     """SIGUSR2 (memory diagnostics): the first signal starts tracemalloc (``frames`` frames per
-    traceback; nothing allocated before is traced), each later one writes a snapshot to
+    traceback; nothing allocated before is traced), each later one runs a full garbage
+    collection (the count of unreachable objects is logged) and writes a snapshot to
     ``<state_dir>/memory-<pid>-<n>.tracemalloc``; compare two with
     ``python -m ops.bench.leak_lab --compare A B``. Tracing costs CPU and memory: restart the
     daemon to turn it off."""
@@ -712,6 +713,9 @@ def write_memory_snapshot(directory: Path, frames: int = 16) -> Path | None:
         tracemalloc.start(frames)
         _log.warn("SIGUSR2: tracemalloc started; the next SIGUSR2 writes a snapshot")
         return None
+    import gc
+
+    unreachable = gc.collect()  # the snapshot shows what is kept, not garbage in cycles
     pid = os.getpid()
     n = len(list(directory.glob(f"memory-{pid}-*.tracemalloc")))
     path = directory / f"memory-{pid}-{n}.tracemalloc"
@@ -720,7 +724,11 @@ def write_memory_snapshot(directory: Path, frames: int = 16) -> Path | None:
     except OSError as exc:
         _log.error("SIGUSR2: memory snapshot not written: {error}", error=exc)
         return None
-    _log.info("SIGUSR2: memory snapshot written to {path}", path=str(path))
+    _log.info(
+        "SIGUSR2: memory snapshot written to {path} ({n} unreachable objects collected first)",
+        path=str(path),
+        n=unreachable,
+    )
     return path
 
 
