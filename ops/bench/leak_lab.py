@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from broker.control.client import ControlError
 from ops.bench.soak import Faults
 from ops.lab.faults import FaultLab
 from ops.lab.netns import poll
@@ -36,6 +37,16 @@ def snapshot(lab: FaultLab, n: int) -> Path:
         size = path.stat().st_size
         time.sleep(0.5)
     return path
+
+
+def calls_ended(lab: FaultLab) -> int:
+    """Calls ended after the splice so far (the control API may be slow under tracemalloc)."""
+    for _ in range(5):
+        try:
+            return int(lab.metric("calls_ended_total"))
+        except ControlError:
+            time.sleep(1)
+    return 0
 
 
 def compare(a: Path, b: Path, top: int, calls: float | None = None) -> None:
@@ -107,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"t={now - start:6.1f} fault {label}", flush=True)
             if now >= due[0]:
                 due.pop(0)
-                ended = int(lab.metric("calls_ended_total") or 0)
+                ended = calls_ended(lab)
                 path = snapshot(lab, len(snaps))
                 snaps.append((path, ended))
                 rss = lab.broker_sample().get("rss_kib")
