@@ -104,14 +104,16 @@ class Call:
     acct_session_id: str
     key: PppoeSessionKey
     opened: SessionOpened
-    link: PppLink
+    #: The PPP link until the splice; then ``None`` (LCP belongs to the LNS from then on).
+    link: PppLink | None
     created_at: float
     state: CallState = CallState.DISCOVERED
     username: str = ""
     realm: str = ""
     policy: RealmPolicy | None = None
     credentials: CredentialsReceived | None = None
-    accept: AccessAccepted | None = None
+    accept: AccessAccepted | None = None  # until the candidates are built from it
+    class_attrs: tuple[bytes, ...] = ()  # RADIUS Class (RFC 2865 5.25), for accounting
     candidates: list[Candidate] = field(default_factory=list)
     next_candidate: int = 0
     candidate: Candidate | None = None
@@ -180,7 +182,9 @@ class CallFlow:
         if call is None or call.state in (CallState.SPLICED, CallState.CLOSING, CallState.CLOSED):
             self._count("session_frame_unknown")
             return
-        call.link.receive_frame(ppp, now)
+        link = call.link
+        assert link is not None  # only ever None once spliced
+        link.receive_frame(ppp, now)
         self._drain_link(call, now)
         self._pump(now)
 
@@ -308,8 +312,9 @@ class CallFlow:
             if call is None or call.timer_at != at:
                 continue
             call.timer_at = None
-            call.link.handle_timer(now)
-            self._drain_link(call, now)
+            if call.link is not None:
+                call.link.handle_timer(now)
+                self._drain_link(call, now)
         self._pump(now)
 
     def snapshot(self, call: Call) -> CallSnapshot:
@@ -334,7 +339,7 @@ class CallFlow:
             peer_tunnel_id=tunnel.peer_tunnel_id if tunnel is not None else None,
             peer_session_id=call.peer_session_id,
             assignment_id=tunnel.assignment_id if tunnel is not None else None,
-            class_attrs=wiring.class_attrs(call.accept.attributes) if call.accept else (),
+            class_attrs=call.class_attrs,
             started_at=call.started_at,
             created_at=call.created_at,
         )
@@ -366,6 +371,8 @@ class CallFlow:
 
     def _drain_link(self, call: Call, now: float) -> None:
         link = call.link
+        if link is None:
+            return
         for ppp in link.frames_to_send():
             self._out.append(
                 SendEthernet(
@@ -438,6 +445,7 @@ class CallFlow:
             return
         if isinstance(ev, AccessAccepted):
             call.accept = ev
+            call.class_attrs = wiring.class_attrs(ev.attributes)
             self._fire(call, CallInput.RADIUS_ACCEPT, now)
         elif isinstance(ev, AccessRejected):
             call.failure_message = ev.reply_message or "authentication failed"
@@ -591,6 +599,7 @@ class CallFlow:
 
     def _a_query_view(self, call: Call, now: float, **kw: Any) -> None:
         call.candidates = self._candidates(call, call.accept.tunnels if call.accept else ())
+        call.accept = None  # ~1 KiB of decoded attributes; the Class values are kept
         self._query_view(call)
 
     def _query_view(self, call: Call) -> None:
@@ -683,9 +692,18 @@ class CallFlow:
 
     def _a_splice(self, call: Call, now: float, **kw: Any) -> None:
         call.started_at = now
-        call.link.accept("welcome", now)
+        link = call.link
+        assert link is not None
+        link.accept("welcome", now)
         self._drain_link(call, now)
-        call.link.hand_over()
+        link.hand_over()
+        # What the spliced call no longer needs (memory per session, issue 8): the PPP link
+        # (LCP is the LNS's now), the credentials (the L2TP session has sent its proxy
+        # authentication; no CHAP response or PAP password is kept) and the other candidates.
+        call.link = None
+        call.timer_at = None
+        call.credentials = None
+        call.candidates = []
         self.e.discovery.setup_done(call.key)
         snap = self.snapshot(call)
         assert call.tunnel is not None
@@ -704,8 +722,9 @@ class CallFlow:
         msg = call.failure_message or "call rejected"
         self._release(call)
         self.e.discovery.setup_done(call.key)
-        call.link.reject(msg, now)
-        self._drain_link(call, now)
+        if call.link is not None:
+            call.link.reject(msg, now)
+            self._drain_link(call, now)
         self._close_pppoe(call, "rejected", now)
         call.end_reason = f"rejected: {msg}"
         self._finish_call(call, now)

@@ -136,6 +136,10 @@ def params_from_messages(icrq: ControlMessage | None, iccn: ControlMessage | Non
     return CallParams(**kw)  # type: ignore[arg-type]
 
 
+#: What an established LAC session keeps of its CallParams (shared, immutable).
+_SENT_PARAMS = CallParams()
+
+
 class _Session:
     """State shared by both roles; subclasses give the table and the classifier."""
 
@@ -421,6 +425,10 @@ class LacSession(_Session):
         if p.sequencing_required:
             avps.append(empty_avp(AvpType.SEQUENCING_REQUIRED))
         self._send(MessageType.ICCN, avps, now)
+        # ICRQ and ICCN are sent (their retransmissions are the encoded messages): the proxy
+        # LCP/authentication material is not needed any more (memory per session, and no
+        # CHAP response or PAP password lingers for the life of the call).
+        self.params = _SENT_PARAMS
         self.host.emit(
             SessionEstablished(
                 self.host.tunnel_id,

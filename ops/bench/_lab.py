@@ -95,8 +95,9 @@ def progress_lines(text: str) -> list[tuple[float, int, int, int, int, int]]:
 def _users(lns_count: int, tunnels_per_lns: int = 1) -> str:
     """Every user: one RFC 2868 tag group per (LNS, tunnel); LNS i has preference 10 * i, its
     groups differ by Tunnel-Assignment-Id, so they are separate tunnels (RFC 2868 3.7) that
-    share the load. The broker caps the sessions per tunnel identity (policy
-    ``max_tunnel_sessions`` <= 65535), hence several identities for more sessions."""
+    share the load. One identity may carry more than 65,535 sessions: the broker caps each
+    *tunnel* at the policy's ``max_tunnel_sessions`` (<= 65,535, RFC 2661 16-bit session ids)
+    and opens another tunnel with the same identity when the open ones are full."""
     groups = []
     for i in range(lns_count):
         for k in range(tunnels_per_lns):
@@ -129,6 +130,8 @@ class LabOptions:
     max_setups: int = 2000
     max_tunnel_sessions: int = 65535
     lockout_hold: float = 300.0
+    #: broker ``pppoe.padt_per_s`` (None: the default, 5,000)
+    padt_per_s: float | None = None
     #: environment for the broker process (e.g. profiling switches)
     broker_env: dict[str, str] = field(default_factory=dict)
     #: command prefix for the broker (e.g. a profiler); the broker's own argv follows
@@ -258,12 +261,13 @@ class ScaleLab:
         )
         path = self.dir / "broker.yaml"
         rtx = ", ".join(str(x) for x in o.retransmit)
+        padt = f", padt_per_s: {o.padt_per_s}" if o.padt_per_s is not None else ""
         path.write_text(
             f"""\
 node_id: scale-lac
 interfaces: [{self.lac_if}]
 pppoe: {{ac_name: scale-lac, max_sessions: {o.max_sessions}, max_setups: {o.max_setups},
-        padi_per_mac_per_s: 5}}
+        padi_per_mac_per_s: 5{padt}}}
 ppp: {{auth: [chap, pap], echo_interval: {o.broker_echo_interval}}}
 l2tp: {{listen: {LAC}, port: 1701, host_name: scale-lac, hide_avps: false,
        hello_interval: {o.hello_interval}, retransmit: [{rtx}],

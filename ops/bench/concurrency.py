@@ -1,8 +1,10 @@
 """Established sessions held by one broker process (issue 8): ``python -m ops.bench.concurrency``.
 
 ``--sessions`` subscribers come up through the broker (FreeRADIUS, ``sim lns``; RADIUS offers
-``--tunnels`` tunnel identities at equal preference, so several tunnels carry them: one
-carries at most 65,535, RFC 2661) and are held for ``--hold`` seconds while
+``--tunnels`` tunnel identities at equal preference; a tunnel carries at most
+``--max-tunnel-sessions`` (<= 65,535, RFC 2661 16-bit session ids), so the broker opens more
+tunnels with the same identity as needed: 100,000 on one identity take two) and are held for
+``--hold`` seconds while
 
 - every CPE sends an LCP Echo-Request every ``--echo-interval`` seconds through the broker's
   splice to the LNS emulator, which answers: the generator measures the round trip;
@@ -134,25 +136,34 @@ def _print(r: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    # 100,000 is the issue's figure; pppoe.max_sessions is capped at 65,534 (see RESULTS.md)
-    p.add_argument("--sessions", type=int, default=65_000)
+    p.add_argument("--sessions", type=int, default=100_000)  # the issue's figure
     p.add_argument("--rate", type=float, default=600.0)
     p.add_argument("--outstanding", type=int, default=800)
     p.add_argument("--hold", type=float, default=60.0)
     p.add_argument("--echo-interval", type=float, default=30.0)
     p.add_argument("--hello-probe", type=float, default=5.0)
     p.add_argument(
-        "--tunnels", type=int, default=2, help="tunnel identities per LNS (<= 65,535 sessions each)"
+        "--tunnels",
+        type=int,
+        default=1,
+        help="tunnel identities (Tunnel-Assignment-Id) per LNS; the broker opens as many "
+        "tunnels per identity as --max-tunnel-sessions requires",
     )
+    p.add_argument(
+        "--max-tunnel-sessions", type=int, default=65535, help="policy cap per tunnel (<= 65,535)"
+    )
+    p.add_argument("--padt-per-s", type=float, help="broker pppoe.padt_per_s (default 5,000)")
     p.add_argument("--baseline-sessions", type=int, default=500)
     p.add_argument("--json-out")
     a = p.parse_args(argv)
     opts = LabOptions(
         lns_args=("--receive-window", "256", "--reuse-addresses",
                   "--hello-probe", str(a.hello_probe)),
-        max_sessions=min(65534, a.sessions + 1000),  # the config loader caps it (see RESULTS.md)
+        max_sessions=a.sessions + 1000,  # PPPoE ids are unique per MAC pair: up to 1,000,000
         max_setups=a.outstanding + 500,
         tunnels_per_lns=a.tunnels,
+        max_tunnel_sessions=a.max_tunnel_sessions,
+        padt_per_s=a.padt_per_s,
         broker_echo_interval=30.0,
     )  # fmt: skip
     results = []

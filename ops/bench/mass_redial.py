@@ -30,8 +30,7 @@ from ops.lab.netns import poll, stop_process
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    # 100,000 is the figure; pppoe.max_sessions is capped at 65,534 (see RESULTS.md)
-    p.add_argument("--sessions", type=int, default=65_000)
+    p.add_argument("--sessions", type=int, default=100_000)  # the figure
     p.add_argument("--rate", type=float, default=600.0, help="initial set-up rate")
     p.add_argument("--outstanding", type=int, default=800)
     p.add_argument("--hello-interval", type=float, default=5.0)
@@ -43,8 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--retransmit", default="1,1,2,2", help="broker's L2TP schedule (s)")
     p.add_argument(
-        "--tunnels", type=int, default=2, help="tunnel identities per LNS (<= 65,535 sessions each)"
+        "--tunnels",
+        type=int,
+        default=1,
+        help="tunnel identities (Tunnel-Assignment-Id) per LNS; the broker opens as many "
+        "tunnels per identity as --max-tunnel-sessions requires",
     )
+    p.add_argument(
+        "--max-tunnel-sessions", type=int, default=65535, help="policy cap per tunnel (<= 65,535)"
+    )
+    p.add_argument("--padt-per-s", type=float, help="broker pppoe.padt_per_s (default 5,000)")
     p.add_argument("--json-out")
     a = p.parse_args(argv)
     n = a.sessions
@@ -52,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         lns_count=2,
         hello_interval=a.hello_interval,
         retransmit=tuple(float(x) for x in a.retransmit.split(",")),
-        max_sessions=min(65534, n + 1000),  # the config loader caps it (see RESULTS.md)
+        max_sessions=n + 1000,  # PPPoE ids are unique per MAC pair: up to 1,000,000
         max_setups=a.outstanding + 500,
         tunnels_per_lns=a.tunnels,
+        max_tunnel_sessions=a.max_tunnel_sessions,
+        padt_per_s=a.padt_per_s,
         broker_echo_interval=30.0,
     )
     with ScaleLab(opts) as lab:

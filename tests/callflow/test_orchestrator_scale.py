@@ -155,3 +155,25 @@ def test_lost_tunnel_padts_are_paced_through_the_flow_timer(world: World) -> Non
     assert got[-1] - got[0] >= 1.5  # 2 at once, then 2 per second
     assert world.discovery.counters["padt_paced"] == 4
     assert world.discovery.padts_queued == 0
+
+
+def test_spliced_call_keeps_only_what_it_needs(world: World) -> None:
+    """Memory per session (issue 8) and no credentials kept for the life of the call."""
+    from broker.l2tp.session import _SENT_PARAMS
+
+    cpe = world.add_cpe("r@right.example", "pw", auth=("pap",))
+    world.advance(3)
+    assert world.authenticated(cpe)
+    (call,) = world.flow.calls.values()
+    assert call.link is None and call.credentials is None and call.accept is None
+    assert call.candidates == [] and call.timer_at is None
+    assert call.class_attrs == (b"bill-r@right.example",)
+    (up,) = world.commands_of(CallUp)
+    assert up.call.class_attrs == call.class_attrs == world.flow.snapshot(call).class_attrs
+    assert call.tunnel is not None and call.session_id is not None
+    session = world.l2tp.tunnels[call.tunnel.tunnel_id].sessions[call.session_id]
+    assert session.params is _SENT_PARAMS  # the proxy PAP password is gone from the LAC side
+    # the call still ends cleanly, with its Class in the Stop
+    world.cpe_padt(cpe)
+    world.advance(1)
+    assert world.flow.calls == {}
