@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.callflow import wiring
-from broker.callflow.call_fsm import CallInput, CallState, lookup
+from broker.callflow.call_fsm import TRANSITIONS, CallInput, CallState, lookup
 from broker.callflow.commands import (
     AccountStart,
     AccountStop,
@@ -163,6 +163,10 @@ class CallFlow:
         self._timers: list[tuple[float, int]] = []
         self.draining = False
         self.counters: dict[str, int] = {}
+        #: transition action name -> bound method, resolved once (no name string per step)
+        self._actions: dict[str, Callable[..., None]] = {
+            action: getattr(self, "_a_" + action) for action, _ in TRANSITIONS.values()
+        }
 
     # ------------------------------------------------------------------ inputs
     def receive_discovery(
@@ -562,7 +566,7 @@ class CallFlow:
             return
         action, nxt = step
         call.state = nxt
-        getattr(self, "_a_" + action)(call, now, **kw)
+        self._actions[action](call, now, **kw)
 
     def _a_noop(self, call: Call, now: float, **kw: Any) -> None:
         return

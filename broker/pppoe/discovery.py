@@ -22,7 +22,7 @@ Input is never trusted: malformed packets are counted in ``counters`` and droppe
 from __future__ import annotations
 
 import os
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -171,23 +171,34 @@ class _PadtPacer:
 
 @dataclass(slots=True)
 class _RateTable:
-    """Token buckets per key in a dict of bounded size (LRU eviction)."""
+    """Token buckets per key, in last-use order, of bounded size (LRU eviction).
+
+    A bucket unused for burst/rate seconds is full again, the same as a new one: those are
+    dropped from the front, so the table holds the keys seen in the last burst/rate seconds,
+    not the last ``cap`` keys ever seen (subscribers redial with new MACs: 8192 buckets that
+    no longer limit anything were ~1.8 MB). An OrderedDict: a plain dict's first key is found
+    by skipping the slots of the keys deleted before it, a scan that grows under a flood."""
 
     rate: float
     burst: float
     cap: int
-    table: dict[object, _Bucket] = field(default_factory=dict)
+    table: OrderedDict[object, _Bucket] = field(default_factory=OrderedDict)
 
     def allow(self, key: object, now: float) -> bool:
-        b = self.table.pop(key, None)
+        table = self.table
+        b = table.pop(key, None)
+        idle = self.burst / self.rate
+        while table:
+            first, oldest = next(iter(table.items()))
+            if now - oldest.stamp < idle and (b is not None or len(table) < self.cap):
+                break
+            del table[first]
         if b is None:
-            if len(self.table) >= self.cap:
-                del self.table[next(iter(self.table))]
             b = _Bucket(self.burst, now)
         else:
             b.tokens = min(self.burst, b.tokens + max(0.0, now - b.stamp) * self.rate)
             b.stamp = now
-        self.table[key] = b
+        table[key] = b
         if b.tokens >= 1.0:
             b.tokens -= 1.0
             return True

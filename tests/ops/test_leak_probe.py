@@ -4,11 +4,9 @@ endings and faults leave nothing behind; the heap does not grow per call."""
 from __future__ import annotations
 
 import gc
-import inspect
 import tracemalloc
 from pathlib import Path
 
-from broker.callflow.orchestrator import CallFlow
 from ops.bench.leak_probe import USERS, Churn, structure_sizes
 from tests.support.callflow_harness import World, write_policies
 
@@ -17,21 +15,11 @@ ROUNDS = 2 * CYCLE
 PER_ROUND = 6
 
 
-def fire_dispatch_line() -> int:
-    """The line of ``getattr(self, "_a_" + action)`` in CallFlow._fire: each transition makes a
-    new name string that CPython's type attribute cache keeps (up to 4096 entries, bounded)."""
-    lines, first = inspect.getsourcelines(CallFlow._fire)
-    return first + next(i for i, text in enumerate(lines) if 'getattr(self, "_a_"' in text)
-
-
 def traced_broker_bytes() -> int:
     gc.collect()
     snap = tracemalloc.take_snapshot().filter_traces(
         [
             tracemalloc.Filter(True, "*/broker/*"),
-            # the PADI rate table keeps up to rate_table_size buckets (new MACs per redial)
-            tracemalloc.Filter(False, "*/broker/pppoe/discovery.py"),
-            tracemalloc.Filter(False, "*/broker/callflow/orchestrator.py", fire_dispatch_line()),
         ]
     )
     return sum(s.size for s in snap.statistics("filename"))

@@ -418,6 +418,27 @@ def test_rate_table_is_bounded() -> None:
     assert len(s._padi_rates.table) <= 100
 
 
+def test_rate_table_forgets_refilled_buckets() -> None:
+    # Subscribers redial with new MACs: the table must hold only the MACs seen in the last
+    # burst/rate seconds (a full bucket is the same as none), not the last 8192 ever seen.
+    s = make_server(padi_per_mac_per_s=2.0, padi_burst=5)  # a bucket refills in 2.5 s
+    for i in range(1000):  # 10 new MACs per second for 100 s
+        s.receive_discovery(IF, MacAddress((i + 1).to_bytes(6, "big")), BCAST, padi(""), i / 10)
+        s.frames_to_send()
+    assert len(s._padi_rates.table) <= 26
+    # a MAC that used its burst is still limited (its bucket is not yet full again) ...
+    for _ in range(6):
+        s.receive_discovery(IF, CLIENT, BCAST, padi(""), 200.0)
+    assert len(s.frames_to_send()) == 5
+    s.receive_discovery(IF, MacAddress(b"\x02" * 6), BCAST, padi(""), 202.0)
+    s.receive_discovery(IF, CLIENT, BCAST, padi(""), 202.4)  # 4.8 tokens: one is allowed
+    assert len(s.frames_to_send()) == 2
+    # ... and forgotten once it has been idle for burst/rate seconds
+    s.receive_discovery(IF, MacAddress(b"\x02" * 6), BCAST, padi(""), 205.0)
+    s.frames_to_send()
+    assert (IF, CLIENT) not in s._padi_rates.table
+
+
 def test_global_pado_cap() -> None:
     s = make_server(pado_per_s=10.0)
     rng = random.Random(1)
