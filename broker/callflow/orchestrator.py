@@ -133,6 +133,14 @@ class Call:
     failure_message: str = ""
 
 
+def assignment_text(value: object) -> str | None:
+    """Tunnel-Assignment-Id for snapshots and tunnel accounting: RADIUS gives octets (RFC 2868
+    3.7, a string), static pools a str or nothing."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return value if isinstance(value, str) else None
+
+
 class CallFlow:
     """Pure orchestrator of every subscriber call on one broker node."""
 
@@ -684,7 +692,7 @@ class CallFlow:
             identity,
             cand.lns_id,
             peer,
-            assignment if isinstance(assignment, str) else None,
+            assignment_text(assignment),
             tunnel_key=cand.tunnel_key,
             hold=policy.lockout_hold,
             cap=cap,

@@ -75,6 +75,10 @@ _SETUP_STATES = (SessionState.WAIT_REPLY, SessionState.WAIT_CONNECT)
 _TUNNEL_SETUP_STATES = (TunnelState.WAIT_CTL_REPLY, TunnelState.WAIT_CTL_CONN)
 
 
+#: Unacknowledged + unsent control messages above which refused ICRQs get no CDN.
+REFUSAL_BACKLOG = 64
+
+
 class TunnelConnection:
     """Control connection state: FSM, reliable transport, authentication, sessions."""
 
@@ -97,7 +101,13 @@ class TunnelConnection:
         self.config = config
         self.events: deque[L2tpEvent] = deque() if events is None else events
         self.counters: dict[str, int] = {} if counters is None else counters
-        for key in ("unknown_session", "auth_failed", "protocol_errors", "sessions_refused"):
+        for key in (
+            "unknown_session",
+            "auth_failed",
+            "protocol_errors",
+            "sessions_refused",
+            "refusals_unanswered",
+        ):
             self.counters.setdefault(key, 0)
         self._rand = rand_bytes
         self.accept_calls = accept_calls
@@ -601,6 +611,13 @@ class TunnelConnection:
         self._after_session(session)
 
     def _incoming_call(self, msg: ControlMessage, now: float) -> None:
+        if not self.accept_calls and self.transport.outstanding >= REFUSAL_BACKLOG:
+            # A peer that keeps placing calls we refuse while it acknowledges nothing would
+            # grow our send queue by one CDN per ICRQ until retransmission gives up: past the
+            # backlog the ICRQ is only acknowledged (ZLB), not answered.
+            self.counters["sessions_refused"] += 1
+            self.counters["refusals_unanswered"] += 1
+            return
         try:
             sid = self._new_session_id()
         except LocalProtocolError:

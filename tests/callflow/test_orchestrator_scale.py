@@ -177,3 +177,15 @@ def test_spliced_call_keeps_only_what_it_needs(world: World) -> None:
     world.cpe_padt(cpe)
     world.advance(1)
     assert world.flow.calls == {}
+
+
+def test_radius_tunnel_assignment_id_reaches_the_snapshot(world: World) -> None:
+    """Tunnel-Assignment-Id arrives from RADIUS as octets (RFC 2868 3.7): the tunnel record,
+    call snapshots and tunnel accounting carry it as text (it used to be dropped)."""
+    cpe = world.add_cpe("w@wrong.example", "pw")  # LNS A refuses the secret; LNS B takes it
+    world.advance(5)
+    assert world.authenticated(cpe)
+    (up,) = world.commands_of(CallUp)
+    assert up.call.tunnel_id is not None and up.call.assignment_id == "grp"
+    rec = world.flow.tunnels[up.call.tunnel_id]
+    assert rec.assignment_id == "grp"

@@ -16,7 +16,7 @@ from broker.l2tp.avps import (
     result_code_avp,
     uint16_avp,
 )
-from broker.l2tp.codec import decode_control
+from broker.l2tp.codec import ControlMessage, decode_control, encode_control
 from broker.l2tp.config import CallParams, TunnelConfig
 from broker.l2tp.constants import AvpType, MessageType
 from broker.l2tp.events import (
@@ -28,7 +28,7 @@ from broker.l2tp.events import (
     TunnelEstablished,
     WanErrorNotifyReceived,
 )
-from broker.l2tp.tunnel import TunnelConnection
+from broker.l2tp.tunnel import REFUSAL_BACKLOG, TunnelConnection
 from broker.wire import LocalProtocolError
 from tests.support.l2tp_net import LNS_ADDR, Net
 
@@ -279,3 +279,24 @@ def test_icrq_acked_but_never_answered_times_out_with_cdn_10() -> None:
     assert closed.session_id == sid and closed.result == 10 and closed.during_setup
     assert 60.0 <= net.now - t0 <= 60.2
     assert lac_t.established and sid not in lac_t.sessions
+
+
+def test_refused_icrqs_from_a_peer_that_acknowledges_nothing_stay_bounded() -> None:
+    """A hostile LNS places ICRQ after ICRQ and never acknowledges our CDNs: past
+    REFUSAL_BACKLOG queued control messages the ICRQs are acknowledged but not answered, so
+    the send queue does not grow by one CDN per ICRQ until retransmission gives up."""
+    net = Net()
+    tid, lac_t, lns_t = up(net)
+    ns, nr = lns_t.transport.next_ns, lac_t.transport.next_ns  # Nr never moves: no CDN acked
+    count = 4 * REFUSAL_BACKLOG
+    for i in range(count):
+        icrq = ControlMessage(
+            tid, 0, (ns + i) & 0xFFFF, nr, MessageType.ICRQ,
+            (uint16_avp(AvpType.ASSIGNED_SESSION_ID, 1000 + i),
+             Avp(AvpType.CALL_SERIAL_NUMBER, i.to_bytes(4, "big"))),
+        )  # fmt: skip
+        net.lac.receive_datagram(encode_control(icrq), LNS_ADDR, net.now + i * 0.001)
+    assert lac_t.transport.outstanding <= REFUSAL_BACKLOG
+    assert net.lac.counters["sessions_refused"] == count
+    assert net.lac.counters["refusals_unanswered"] == count - REFUSAL_BACKLOG
+    assert tid in net.lac.tunnels  # the tunnel itself is untouched
