@@ -13,6 +13,7 @@ depend on how busy the shared machine is). Root only; everything is torn down on
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -55,6 +56,22 @@ finally:
     prof.disable()
     prof.dump_stats(out)
 """
+
+
+def add_tunnel_args(p: argparse.ArgumentParser) -> None:
+    """--tunnels, --max-tunnel-sessions, --padt-per-s (LabOptions tunnels_per_lns,
+    max_tunnel_sessions, padt_per_s)."""
+    p.add_argument(
+        "--tunnels",
+        type=int,
+        default=1,
+        help="tunnel identities (Tunnel-Assignment-Id) per LNS; the broker opens as many "
+        "tunnels per identity as --max-tunnel-sessions requires",
+    )
+    p.add_argument(
+        "--max-tunnel-sessions", type=int, default=65535, help="policy cap per tunnel (<= 65,535)"
+    )
+    p.add_argument("--padt-per-s", type=float, help="broker pppoe.padt_per_s (default 5,000)")
 
 
 def proc_cpu(pid: int) -> float:

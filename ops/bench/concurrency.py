@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Any
 
-from ops.bench._lab import LabOptions, ScaleLab, proc_cpu, proc_rss_kb
+from ops.bench._lab import LabOptions, ScaleLab, add_tunnel_args, proc_cpu, proc_rss_kb
 from ops.lab.netns import poll, stop_process
 
 
@@ -142,17 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold", type=float, default=60.0)
     p.add_argument("--echo-interval", type=float, default=30.0)
     p.add_argument("--hello-probe", type=float, default=5.0)
-    p.add_argument(
-        "--tunnels",
-        type=int,
-        default=1,
-        help="tunnel identities (Tunnel-Assignment-Id) per LNS; the broker opens as many "
-        "tunnels per identity as --max-tunnel-sessions requires",
-    )
-    p.add_argument(
-        "--max-tunnel-sessions", type=int, default=65535, help="policy cap per tunnel (<= 65,535)"
-    )
-    p.add_argument("--padt-per-s", type=float, help="broker pppoe.padt_per_s (default 5,000)")
+    add_tunnel_args(p)
     p.add_argument("--baseline-sessions", type=int, default=500)
     p.add_argument("--json-out")
     a = p.parse_args(argv)

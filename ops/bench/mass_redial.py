@@ -24,7 +24,14 @@ import sys
 import time
 from typing import Any
 
-from ops.bench._lab import LabOptions, ScaleLab, proc_cpu, proc_rss_kb, progress_lines
+from ops.bench._lab import (
+    LabOptions,
+    ScaleLab,
+    add_tunnel_args,
+    proc_cpu,
+    proc_rss_kb,
+    progress_lines,
+)
 from ops.lab.netns import poll, stop_process
 
 
@@ -41,17 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         help="CPE LCP echo (through the splice to the LNS): a CPE whose PADT was lost notices",
     )
     p.add_argument("--retransmit", default="1,1,2,2", help="broker's L2TP schedule (s)")
-    p.add_argument(
-        "--tunnels",
-        type=int,
-        default=1,
-        help="tunnel identities (Tunnel-Assignment-Id) per LNS; the broker opens as many "
-        "tunnels per identity as --max-tunnel-sessions requires",
-    )
-    p.add_argument(
-        "--max-tunnel-sessions", type=int, default=65535, help="policy cap per tunnel (<= 65,535)"
-    )
-    p.add_argument("--padt-per-s", type=float, help="broker pppoe.padt_per_s (default 5,000)")
+    add_tunnel_args(p)
     p.add_argument("--json-out")
     a = p.parse_args(argv)
     n = a.sessions
