@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 from broker.control.client import ControlClient, ControlError
@@ -54,6 +55,19 @@ def start(path: Path) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def status_reader(control: str) -> Callable[[], dict[str, object] | None]:
+    """A poll-able ``/status`` read: None while the control API does not answer."""
+    client = ControlClient(control, timeout=2)
+
+    def status() -> dict[str, object] | None:
+        try:
+            return client.get("/status")  # type: ignore[no-any-return]
+        except ControlError:
+            return None
+
+    return status
+
+
 def snapshot(state: Path) -> tracemalloc.Snapshot | None:
     for path in state.glob("memory-*-0.tracemalloc"):
         try:
@@ -68,13 +82,7 @@ def test_run_control_sighup_sigterm(tmp_path: Path) -> None:
     proc = start(path)
     try:
         client = ControlClient(control, timeout=2)
-
-        def status() -> dict[str, object] | None:
-            try:
-                return client.get("/status")  # type: ignore[no-any-return]
-            except ControlError:
-                return None
-
+        status = status_reader(control)
         st = poll(status, 20)
         assert st, "control API never answered"
         assert st["node"] == "lac-test" and st["dataplane"] == "userspace"
@@ -233,14 +241,7 @@ def test_stale_control_unix_socket_is_replaced(tmp_path: Path) -> None:
         stale.bind(str(sock_path))  # closed without unlinking: a previous run's leftover
     proc = start(path)
     try:
-        client = ControlClient(f"unix:{sock_path}", timeout=2)
-
-        def status() -> dict[str, object] | None:
-            try:
-                return client.get("/status")  # type: ignore[no-any-return]
-            except ControlError:
-                return None
-
+        status = status_reader(f"unix:{sock_path}")
         st = poll(status, 20)
         assert st and st["alarms"] == [], st
         proc.send_signal(signal.SIGTERM)

@@ -167,6 +167,22 @@ def test_no_secret_in_logs_control_api_or_metrics(lab: HostileLab) -> None:
     assert leaks == [], leaks
 
 
+def _daemon_files(base: Path, radius_secret: str) -> tuple[Path, Path]:
+    """Policies, a state directory and a RADIUS secret file the unprivileged daemon user
+    (NOBODY) can read, under ``base``; returns (state_dir, secret_file)."""
+    shutil.copytree(ROOT / "policies", base / "policies")
+    for p in (base / "policies").rglob("*"):
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    state = base / "state"
+    state.mkdir()
+    os.chown(state, *NOBODY)
+    secret = base / "radius.secret"
+    secret.write_text(radius_secret + "\n")
+    os.chmod(secret, 0o600)
+    os.chown(secret, *NOBODY)
+    return state, secret
+
+
 def test_without_cap_net_raw_exits_3_with_a_clear_message() -> None:
     _require()
     base = Path(tempfile.mkdtemp(prefix="hardening-"))
@@ -175,16 +191,7 @@ def test_without_cap_net_raw_exits_3_with_a_clear_message() -> None:
         os.chmod(base, 0o755)
         a, b = Netns("hard"), Netns("peer")
         iface, _ = veth(a, b, None, None, prefix="h")
-        shutil.copytree(ROOT / "policies", base / "policies")
-        for p in (base / "policies").rglob("*"):
-            os.chmod(p, 0o755 if p.is_dir() else 0o644)
-        state = base / "state"
-        state.mkdir()
-        os.chown(state, *NOBODY)
-        secret = base / "radius.secret"
-        secret.write_text("hardening-secret\n")
-        os.chmod(secret, 0o600)
-        os.chown(secret, *NOBODY)
+        state, secret = _daemon_files(base, "hardening-secret")
         config = base / "broker.yaml"
         config.write_text(
             f"interfaces: [{iface}]\n"
@@ -225,16 +232,7 @@ def test_control_socket_without_permission_exits_3_naming_address_and_reason() -
     base = Path(tempfile.mkdtemp(prefix="hardening-ctl-"))
     try:
         os.chmod(base, 0o755)  # root's: the daemon's user may not create its socket here
-        shutil.copytree(ROOT / "policies", base / "policies")
-        for p in (base / "policies").rglob("*"):
-            os.chmod(p, 0o755 if p.is_dir() else 0o644)
-        state = base / "state"
-        state.mkdir()
-        os.chown(state, *NOBODY)
-        secret = base / "radius.secret"
-        secret.write_text("hardening-ctl-secret\n")
-        os.chmod(secret, 0o600)
-        os.chown(secret, *NOBODY)
+        state, secret = _daemon_files(base, "hardening-ctl-secret")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
             l2tp_port = s.getsockname()[1]
