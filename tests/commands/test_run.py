@@ -55,6 +55,16 @@ def start(path: Path) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def run_to_exit(path: Path, timeout: float = 30) -> tuple[int | None, str]:
+    """Start the daemon and wait for it to exit on its own (a start-up refusal)."""
+    proc = start(path)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        stop_process(proc)
+    return proc.returncode, out
+
+
 def status_reader(control: str) -> Callable[[], dict[str, object] | None]:
     """A poll-able ``/status`` read: None while the control API does not answer."""
     client = ControlClient(control, timeout=2)
@@ -114,18 +124,16 @@ def test_run_control_sighup_sigterm(tmp_path: Path) -> None:
 
 def test_kernel_dataplane_refused_with_reason(tmp_path: Path) -> None:
     path, _ = write_config(tmp_path, dataplane="kernel")
-    proc = start(path)
-    out, _ = proc.communicate(timeout=20)
-    assert proc.returncode == 2
+    code, out = run_to_exit(path, 20)
+    assert code == 2
     assert "dataplane: kernel is not available" in out and "fix:" in out
 
 
 def test_config_error_names_file_line_and_key(tmp_path: Path) -> None:
     path, _ = write_config(tmp_path)
     path.write_text(path.read_text().replace("node_id: lac-test", "node_id: lac-test\nl2tpp: {}"))
-    proc = start(path)
-    out, _ = proc.communicate(timeout=20)
-    assert proc.returncode == 2
+    code, out = run_to_exit(path, 20)
+    assert code == 2
     assert f"{path}:2: l2tpp: unknown key" in out and "did you mean 'l2tp'?" in out
 
 
@@ -176,9 +184,8 @@ def test_group_readable_secret_file_is_refused(tmp_path: Path) -> None:
     secret.write_text("s3cr3t-radius\n")
     os.chmod(secret, 0o640)
     path.write_text(path.read_text().replace("secret: s3cr3t-radius", f'secret: "file:{secret}"'))
-    proc = start(path)
-    out, _ = proc.communicate(timeout=20)
-    assert proc.returncode == 2, out
+    code, out = run_to_exit(path, 20)
+    assert code == 2, out
     assert f"secret file {secret} is readable by group/others (mode 640)" in out
     assert f"fix: chmod 600 {secret}" in out
     assert "s3cr3t-radius" not in out
@@ -204,12 +211,8 @@ def test_control_address_in_use_exits_2_naming_address_and_reason(tmp_path: Path
         busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         busy.bind((host, int(port)))
         busy.listen(1)
-        proc = start(path)
-        try:
-            out, _ = proc.communicate(timeout=30)
-        finally:
-            stop_process(proc)
-    assert proc.returncode == 2, out
+        code, out = run_to_exit(path)
+    assert code == 2, out
     assert f"control API cannot listen on {control}: Address already in use; fix:" in out, out
     assert "Traceback" not in out
     assert "dataplane userspace" not in out  # nothing else started (no sockets, no calls)
@@ -222,13 +225,9 @@ def test_control_unix_socket_of_a_live_daemon_is_not_stolen(tmp_path: Path) -> N
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as live:
         live.bind(str(sock_path))
         live.listen(4)
-        proc = start(path)
-        try:
-            out, _ = proc.communicate(timeout=30)
-        finally:
-            stop_process(proc)
+        code, out = run_to_exit(path)
         assert sock_path.is_socket()  # still the live one's
-    assert proc.returncode == 2, out
+    assert code == 2, out
     assert f"control API cannot listen on unix:{sock_path}: Address already in use" in out, out
     assert "Traceback" not in out
 

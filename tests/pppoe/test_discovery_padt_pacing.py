@@ -51,21 +51,25 @@ def mac(i: int) -> MacAddress:
     return MacAddress(bytes([2, 0]) + i.to_bytes(4, "big"))
 
 
+def dial(server: DiscoveryServer, m: MacAddress, host_uniq: bytes, now: float) -> None:
+    """PADI -> PADO -> PADR from ``m`` (the PADS and events are left to the caller)."""
+    hu = Tag(TagType.HOST_UNIQ, host_uniq)
+    svc = Tag(TagType.SERVICE_NAME, b"")
+    server.receive_discovery(
+        IF, m, BCAST, encode_discovery(DiscoveryPacket(Code.PADI, 0, (svc, hu))), now
+    )
+    (pado,) = server.frames_to_send()
+    cookie = decode_discovery(pado.payload).ac_cookie
+    assert cookie is not None
+    padr = DiscoveryPacket(Code.PADR, 0, (svc, hu, Tag(TagType.AC_COOKIE, cookie)))
+    server.receive_discovery(IF, m, AC_MAC, encode_discovery(padr), now)
+    server.frames_to_send()
+
+
 def open_sessions(server: DiscoveryServer, n: int, now: float = 100.0) -> list[PppoeSessionKey]:
     keys = []
     for i in range(n):
-        m = mac(i)
-        hu = Tag(TagType.HOST_UNIQ, i.to_bytes(4, "big"))
-        svc = Tag(TagType.SERVICE_NAME, b"")
-        server.receive_discovery(
-            IF, m, BCAST, encode_discovery(DiscoveryPacket(Code.PADI, 0, (svc, hu))), now
-        )
-        (pado,) = server.frames_to_send()
-        cookie = decode_discovery(pado.payload).ac_cookie
-        assert cookie is not None
-        padr = DiscoveryPacket(Code.PADR, 0, (svc, hu, Tag(TagType.AC_COOKIE, cookie)))
-        server.receive_discovery(IF, m, AC_MAC, encode_discovery(padr), now)
-        server.frames_to_send()
+        dial(server, mac(i), i.to_bytes(4, "big"), now)
         ev = server.next_event()
         assert isinstance(ev, SessionOpened)
         server.setup_done(ev.key)
@@ -133,17 +137,7 @@ def test_queued_session_id_is_not_reused_on_that_mac() -> None:
 
 
 def open_sessions_for(s: DiscoveryServer, m: MacAddress, now: float) -> list[PppoeSessionKey]:
-    svc = Tag(TagType.SERVICE_NAME, b"")
-    hu = Tag(TagType.HOST_UNIQ, b"again")
-    s.receive_discovery(
-        IF, m, BCAST, encode_discovery(DiscoveryPacket(Code.PADI, 0, (svc, hu))), now
-    )
-    (pado,) = s.frames_to_send()
-    cookie = decode_discovery(pado.payload).ac_cookie
-    assert cookie is not None
-    padr = DiscoveryPacket(Code.PADR, 0, (svc, hu, Tag(TagType.AC_COOKIE, cookie)))
-    s.receive_discovery(IF, m, AC_MAC, encode_discovery(padr), now)
-    s.frames_to_send()
+    dial(s, m, b"again", now)
     out = []
     while (ev := s.next_event()) is not None:
         if isinstance(ev, SessionOpened):
